@@ -1,0 +1,1 @@
+"""The gateway: composition root, the message pipeline, the officer API and the CLI."""

@@ -1,0 +1,279 @@
+"""Composition root: `create_app(settings)` builds every client in the lifespan.
+
+Nothing is created at import time. Only this module maps errors to HTTP: webhooks answer 2xx
+for everything except failed authentication (403), because providers retry anything else
+and the reporter would be spammed with replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import httpx
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+
+from bot.pipeline import Pipeline, PipelineConfig
+from bot.privacy import VaultCipher, configure_logging
+from bot.urgency import assess
+from channels import ChannelAdapter, WebhookAuthError, WebhookRequest
+from channels.local import LocalChatAdapter
+from channels.twilio_sms import TwilioSmsAdapter
+from config import Settings
+from config.messages import GatewayMessages
+from nlu.language import LanguageDetector
+from nlu.rasa_client import RasaClient
+from storage import repo
+from storage.db import Database, make_engine, migrate
+from storage.models import TipCreate, TipPublic, utcnow
+
+logger = logging.getLogger(__name__)
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+MAX_WEBHOOK_BYTES = 256 * 1024
+
+
+def build_adapters(settings: Settings, http: httpx.AsyncClient) -> dict[str, ChannelAdapter]:
+    """The channel registry: settings choose which adapters are on."""
+    adapters: dict[str, ChannelAdapter] = {}
+    if settings.channels.sms:
+        adapters[TwilioSmsAdapter.name] = TwilioSmsAdapter(
+            account_sid=settings.twilio.account_sid,
+            auth_token=settings.twilio.auth_token.get_secret_value(),
+            sms_from=settings.twilio.sms_from,
+            public_base_url=settings.twilio.public_base_url,
+            http=http,
+        )
+    if settings.channels.local and settings.is_development:
+        adapters[LocalChatAdapter.name] = LocalChatAdapter()
+    return adapters
+
+
+class SubmittedTip(BaseModel):
+    """What the action server posts when a reporter confirms a tip."""
+
+    reporter_id: str = Field(min_length=16, max_length=64)
+    submission_key: str = Field(min_length=16, max_length=64)
+    what: str = Field(max_length=4000)
+    where_text: str = Field(default="", max_length=4000)
+    when_text: str = Field(default="", max_length=4000)
+    danger_now: bool = False
+    language: str = Field(max_length=8)
+    channel: str = Field(max_length=32)
+
+
+# --- dependencies (module level: route signatures are resolved against module globals) -----
+
+_basic = HTTPBasic(auto_error=False)
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def db_of(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def pipeline_of(request: Request) -> Pipeline:
+    pipeline: Pipeline = request.app.state.pipeline
+    return pipeline
+
+
+def require_officer(
+    settings: Annotated[Settings, Depends(settings_of)],
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> str:
+    """Until console accounts exist: one officer login from settings, HTTP Basic."""
+    expected_user = settings.console.officer_user.encode()
+    expected_password = settings.console.officer_password.get_secret_value().encode()
+    given_user = credentials.username.encode() if credentials else b""
+    given_password = credentials.password.encode() if credentials else b""
+    # Compare both, always, so timing does not tell which one was wrong.
+    user_ok = hmac.compare_digest(given_user, expected_user)
+    password_ok = hmac.compare_digest(given_password, expected_password)
+    if not (credentials and user_ok and password_ok and expected_password):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": 'Basic realm="officers"'}
+        )
+    return settings.console.officer_user
+
+
+def require_actions_token(request: Request, settings: Annotated[Settings, Depends(settings_of)]) -> None:
+    """The action server's shared secret, for /internal routes."""
+    token = settings.actions.token.get_secret_value()
+    given = request.headers.get("authorization", "").encode()
+    if not token or not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], datetime] = utcnow,
+    run_worker: bool = True,
+) -> FastAPI:
+    """Build the gateway. `transport` lets tests put fake providers at the HTTP boundary."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging()
+        weak = settings.enforce_secrets()
+        if weak:
+            logger.warning("config.secrets.placeholder", extra={"names": weak})
+        await asyncio.to_thread(migrate, settings.database.url)
+        db = Database(make_engine(settings.database.url, echo=settings.database.echo))
+        http = httpx.AsyncClient(transport=transport, timeout=30)
+        adapters = build_adapters(settings, http)
+        pipeline = Pipeline(
+            adapters=adapters,
+            db=db,
+            rasa=RasaClient(
+                http,
+                base_url=settings.rasa.url,
+                token=settings.rasa.token.get_secret_value(),
+                timeout=settings.rasa.timeout_seconds,
+            ),
+            detector=LanguageDetector(settings.languages, default=settings.default_language),
+            cipher=VaultCipher(settings.privacy.vault_key.get_secret_value()),
+            messages=GatewayMessages(settings.languages, settings.default_language),
+            config=PipelineConfig(
+                pepper=settings.privacy.pepper.get_secret_value(),
+                emergency_number=settings.emergency_number,
+                vault_days=settings.privacy.vault_days,
+                retry_seconds=settings.gateway.retry_seconds,
+            ),
+            clock=clock,
+        )
+        app.state.db = db
+        app.state.pipeline = pipeline
+        worker = asyncio.create_task(pipeline.run_worker()) if run_worker else None
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            for adapter in adapters.values():
+                await adapter.aclose()
+            await http.aclose()
+            db.dispose()
+
+    app = FastAPI(title="Tip line gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    async def webhook_request(request: Request) -> WebhookRequest:
+        body = await request.body()
+        if len(body) > MAX_WEBHOOK_BYTES:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        form: dict[str, str] = {}
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return WebhookRequest(path=request.url.path, headers=headers, body=body, form=form)
+
+    async def ingest(channel: str, request: Request, pipeline: Pipeline) -> Response:
+        if channel not in pipeline.adapters:
+            raise HTTPException(status.HTTP_404_NOT_FOUND)
+        try:
+            ack = await pipeline.ingest(channel, await webhook_request(request))
+        except WebhookAuthError as exc:
+            logger.warning(str(exc))
+            return Response(status_code=status.HTTP_403_FORBIDDEN)
+        return Response(content=ack.body, media_type=ack.media_type)
+
+    @app.post("/webhooks/{channel}", include_in_schema=False)
+    async def webhook(
+        channel: str, request: Request, pipeline: Annotated[Pipeline, Depends(pipeline_of)]
+    ) -> Response:
+        return await ingest(channel, request, pipeline)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/internal/tips", dependencies=[Depends(require_actions_token)])
+    async def submit_tip(
+        tip: SubmittedTip, db: Annotated[Database, Depends(db_of)]
+    ) -> dict[str, str]:
+        if tip.language not in settings.languages:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "unknown language")
+        assessment = assess(
+            text=" ".join([tip.what, tip.where_text, tip.when_text]),
+            danger_now=tip.danger_now,
+            language=tip.language,
+        )
+        stored = await db.run(
+            lambda session: repo.create_tip(
+                session,
+                tip=TipCreate(**tip.model_dump()),
+                urgency=assessment.urgency,
+                reasons=assessment.reasons,
+                now=clock(),
+            )
+        )
+        logger.info("tip.stored", extra={"urgency": stored.urgency, "language": stored.language})
+        return {"receipt_code": stored.receipt_code}
+
+    async def queue(db: Database) -> list[TipPublic]:
+        tips = await db.run(lambda session: repo.list_tips(session))
+        return [TipPublic.model_validate(t, from_attributes=True) for t in tips]
+
+    @app.get("/api/tips", dependencies=[Depends(require_officer)])
+    async def api_tips(db: Annotated[Database, Depends(db_of)]) -> list[TipPublic]:
+        return await queue(db)
+
+    @app.get("/officers/tips", response_class=HTMLResponse, dependencies=[Depends(require_officer)])
+    async def officer_tips(request: Request, db: Annotated[Database, Depends(db_of)]) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(request, "tips.html", {"tips": await queue(db)})
+
+    if settings.is_development and settings.channels.local:
+        @app.get("/try", response_class=HTMLResponse, include_in_schema=False)
+        async def try_page(request: Request) -> HTMLResponse:
+            return TEMPLATES.TemplateResponse(
+                request, "try.html", {"conversation": secrets.token_urlsafe(16)}
+            )
+
+        @app.post("/try/messages", include_in_schema=False)
+        async def try_message(
+            request: Request, pipeline: Annotated[Pipeline, Depends(pipeline_of)]
+        ) -> Response:
+            return await ingest(LocalChatAdapter.name, request, pipeline)
+
+        @app.get("/try/replies", include_in_schema=False)
+        async def try_replies(
+            conversation: str, pipeline: Annotated[Pipeline, Depends(pipeline_of)]
+        ) -> JSONResponse:
+            adapter = pipeline.adapters[LocalChatAdapter.name]
+            assert isinstance(adapter, LocalChatAdapter)
+            replies: list[dict[str, Any]] = [
+                {"text": r.text, "choices": [c.title for c in r.choices]}
+                for r in adapter.take_replies(conversation)
+            ]
+            return JSONResponse(replies)
+
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """For `uvicorn --factory`: settings from the environment and config/tipline.yml."""
+    from bot.runner import DEV_SECRETS, load_env_file
+    from config import load_settings
+
+    if DEV_SECRETS.exists() and "TIPLINE_PRIVACY__PEPPER" not in __import__("os").environ:
+        load_env_file(DEV_SECRETS)
+    return create_app(load_settings())

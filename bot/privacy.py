@@ -1,0 +1,93 @@
+"""Pseudonyms, the reply vault's encryption, and log masking.
+
+A raw address (phone number, chat id) exists only in memory during a request and, encrypted,
+in the vault. Nothing here may log an address or a message text.
+
+Exceptions:
+    VaultError - a vault entry cannot be opened (wrong key, tampered ciphertext).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from channels import ReplyAddress
+
+
+class VaultError(RuntimeError):
+    """A vault entry cannot be decrypted."""
+
+
+def pseudonymize(pepper: str, channel: str, address: str) -> str:
+    """reporter_id = HMAC-SHA256(pepper, channel ":" address).
+
+    Keyed, never a plain hash: phone numbers are few enough to enumerate, so without the key
+    the pseudonym must be useless. The channel is part of the input: the same person on SMS
+    and WhatsApp is two reporters, which is the safer default.
+    """
+    if not pepper:
+        raise ValueError("a pseudonym needs the pepper")
+    message = f"{channel}:{address}".encode()
+    return hmac.new(pepper.encode(), message, hashlib.sha256).hexdigest()
+
+
+class VaultCipher:
+    """Fernet (AES-128-CBC + HMAC-SHA256) over {"channel", "value"}."""
+
+    def __init__(self, key: str) -> None:
+        self._fernet = Fernet(key.encode())
+
+    @staticmethod
+    def generate_key() -> str:
+        return Fernet.generate_key().decode()
+
+    def seal(self, address: ReplyAddress) -> bytes:
+        plain = json.dumps({"channel": address.channel, "value": address.value}).encode()
+        return self._fernet.encrypt(plain)
+
+    def open(self, ciphertext: bytes) -> ReplyAddress:
+        try:
+            data = json.loads(self._fernet.decrypt(ciphertext))
+        except (InvalidToken, ValueError) as exc:
+            raise VaultError("vault entry cannot be opened") from exc
+        return ReplyAddress(str(data["channel"]), str(data["value"]))
+
+
+# Seven or more digits, optionally with +, spaces, dots, dashes or brackets between them.
+_PHONE_SHAPE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+
+
+def mask_phone_numbers(text: str) -> str:
+    return _PHONE_SHAPE.sub("[number]", text)
+
+
+class PhoneMaskFilter(logging.Filter):
+    """Masks anything shaped like a phone number in every log record, as a last line of
+    defence: code must not log addresses in the first place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_phone_numbers(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Root logging with the phone mask; libraries that log URLs or payloads kept quiet."""
+    root = logging.getLogger()
+    if not any(isinstance(f, PhoneMaskFilter) for h in root.handlers for f in h.filters):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.addFilter(PhoneMaskFilter())
+        root.addHandler(handler)
+    root.setLevel(level)
+    # httpx logs every URL at INFO: Rasa's token and Telegram's bot token are in URLs.
+    for noisy in ("httpx", "httpcore", "telegram", "twilio", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

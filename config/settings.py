@@ -1,0 +1,205 @@
+"""Settings groups, loaded from config/tipline.yml and the environment.
+
+Precedence: environment variables > a `.env` file > config/tipline.yml > defaults.
+Nested groups use `__` in variable names: TIPLINE_RASA__TOKEN, TIPLINE_PRIVACY__PEPPER.
+
+Exceptions:
+    SettingsError  - a secret is missing or still a placeholder outside development mode.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = CONFIG_DIR.parent
+DEFAULT_YAML = CONFIG_DIR / "tipline.yml"
+
+# Values that mean "nobody set this yet". Refused outside development mode.
+PLACEHOLDERS = frozenset({"", "change-me", "changeme", "changethis", "secret", "placeholder"})
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot be used (missing secret, placeholder, bad value)."""
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class DatabaseSettings(BaseModel):
+    # SQLite file by default; postgresql+psycopg://... when one machine is not enough.
+    url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'tipline.db'}"
+    echo: bool = False
+
+
+class RasaSettings(BaseModel):
+    url: str = "http://127.0.0.1:5005"
+    token: SecretStr = SecretStr("")
+    timeout_seconds: float = 30.0
+    # Where the Rasa process keeps its tracker store (sqlite) when the runner starts it.
+    tracker_store_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'rasa-trackers.db'}"
+
+
+class ActionsSettings(BaseModel):
+    # Shared secret between the action server and the gateway's /internal API.
+    token: SecretStr = SecretStr("")
+    port: int = 5055
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str = "AC00000000000000000000000000000000"
+    auth_token: SecretStr = SecretStr("")
+    # The number (or Messaging Service) residents text; replies go out from it.
+    sms_from: str = ""
+    # The public base URL Twilio calls, e.g. https://tips.example.org. Signatures are checked
+    # against this, never against request.url: proxies rewrite the scheme and host.
+    public_base_url: str = "http://127.0.0.1:8000"
+    api_base_url: str = "https://api.twilio.com"
+
+
+class PrivacySettings(BaseModel):
+    # Key for reporter pseudonyms: HMAC-SHA256(pepper, channel:address).
+    pepper: SecretStr = SecretStr("")
+    # Fernet key for the reply vault (urlsafe base64, 32 bytes). Never stored in the database.
+    vault_key: SecretStr = SecretStr("")
+    vault_days: int = 30
+
+
+class ConsoleSettings(BaseModel):
+    # Until accounts exist: HTTP Basic for the officers' list.
+    officer_user: str = "officer"
+    officer_password: SecretStr = SecretStr("")
+
+
+class ChannelSwitches(BaseModel):
+    local: bool = True
+    sms: bool = True
+
+
+class GatewaySettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # How long a failed dialogue turn waits before it is tried again.
+    retry_seconds: float = 5.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TIPLINE_",
+        env_nested_delimiter="__",
+        env_file=None,
+        extra="ignore",
+    )
+
+    environment: Environment = Environment.PRODUCTION
+    languages: list[str] = Field(default_factory=lambda: ["en", "fr"])
+    default_language: str = "en"
+    emergency_number: str = "112"
+    data_dir: Path = PROJECT_DIR / "var"
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    rasa: RasaSettings = Field(default_factory=RasaSettings)
+    actions: ActionsSettings = Field(default_factory=ActionsSettings)
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    channels: ChannelSwitches = Field(default_factory=ChannelSwitches)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = os.environ.get("TIPLINE_CONFIG_FILE", str(DEFAULT_YAML))
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file),
+        )
+
+    @field_validator("languages")
+    @classmethod
+    def _languages_are_codes(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if len(code) != 2 or not code.isalpha() or not code.islower():
+                raise ValueError(f"language {code!r} is not a two-letter ISO 639-1 code")
+        if len(set(value)) != len(value):
+            raise ValueError("a language is listed twice")
+        if not value:
+            raise ValueError("at least one language is needed")
+        return value
+
+    @model_validator(mode="after")
+    def _default_language_is_configured(self) -> Settings:
+        if self.default_language not in self.languages:
+            raise ValueError(
+                f"default_language {self.default_language!r} is not in languages {self.languages}"
+            )
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+    def required_secrets(self) -> dict[str, SecretStr]:
+        secrets = {
+            "TIPLINE_PRIVACY__PEPPER": self.privacy.pepper,
+            "TIPLINE_PRIVACY__VAULT_KEY": self.privacy.vault_key,
+            "TIPLINE_RASA__TOKEN": self.rasa.token,
+            "TIPLINE_ACTIONS__TOKEN": self.actions.token,
+            "TIPLINE_CONSOLE__OFFICER_PASSWORD": self.console.officer_password,
+        }
+        if self.channels.sms:
+            secrets["TIPLINE_TWILIO__AUTH_TOKEN"] = self.twilio.auth_token
+        return secrets
+
+    def enforce_secrets(self) -> list[str]:
+        """Refuse placeholder secrets outside development; return the names still unset.
+
+        In development the runner generates real random secrets (var/dev-secrets.env), so a
+        placeholder there only earns a warning from the caller.
+        """
+        weak = [
+            name
+            for name, value in self.required_secrets().items()
+            if value.get_secret_value().strip().lower() in PLACEHOLDERS
+        ]
+        if weak and not self.is_development:
+            raise SettingsError(
+                "refusing to start: these secrets are missing or placeholders: "
+                + ", ".join(weak)
+                + ". Set them in the environment (see .env.example), or set "
+                "TIPLINE_ENVIRONMENT=development on a machine that holds no real tips."
+            )
+        if len(self.privacy.pepper.get_secret_value()) < 16 and not self.is_development:
+            raise SettingsError("TIPLINE_PRIVACY__PEPPER must be at least 16 characters")
+        return weak
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; `overrides` take precedence over everything (used by tests and the CLI)."""
+    try:
+        settings = Settings(**overrides)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    settings.enforce_secrets()
+    return settings

@@ -1,0 +1,218 @@
+"""The Rasa side-car: its virtual environment, model training, and process command lines.
+
+Rasa 3.6 needs Python 3.8-3.10 and old libraries, so it lives in its own virtual environment,
+installed from the complete pinned list `nlu/requirements-rasa.lock` with `--no-deps` (the
+list is complete, so pip resolves nothing and installs are reproducible). Environments and
+trained models are cached outside the work tree, keyed by content hashes, so fresh clones on
+the same machine (CI) reuse them.
+
+Exceptions:
+    RasaEnvironmentError - no usable Python, or the install/training failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+NLU_DIR = Path(__file__).resolve().parent
+LOCK_FILE = NLU_DIR / "requirements-rasa.lock"
+ACTIONS_PARENT = NLU_DIR  # `python -m rasa_sdk --actions actions` runs from here
+
+# Environment for every Rasa process: no telemetry, quiet TensorFlow, and no library may try
+# to reach the internet for models.
+RASA_ENV = {
+    "RASA_TELEMETRY_ENABLED": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+    "PYTHONWARNINGS": "ignore",
+    "SANIC_HOST": "127.0.0.1",  # the action server binds loopback only
+}
+
+
+class RasaEnvironmentError(RuntimeError):
+    """The Rasa environment cannot be set up or used."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("TIPLINE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tipline"
+    )
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def lock_hash() -> str:
+    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RasaEnv:
+    directory: Path
+    fallback: bool
+
+    @property
+    def python(self) -> Path:
+        return self.directory / "bin" / "python"
+
+    @property
+    def rasa(self) -> Path:
+        return self.directory / "bin" / "rasa"
+
+
+def _version_of(python: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.split()
+        return int(out[0]), int(out[1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def find_python310() -> str | None:
+    """python3.10 from pyenv, PATH, or uv; None if there is none."""
+    candidates: list[str] = []
+    pyenv_root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    candidates += sorted(glob.glob(f"{pyenv_root}/versions/3.10.*/bin/python3.10"), reverse=True)
+    on_path = shutil.which("python3.10")
+    if on_path:
+        candidates.append(on_path)
+    uv = shutil.which("uv")
+    if uv:
+        found = subprocess.run(
+            [uv, "python", "find", "3.10"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if found:
+            candidates.append(found)
+    for candidate in candidates:
+        if _version_of(candidate) == (3, 10):
+            return candidate
+    return None
+
+
+def ensure_rasa_env(*, say: object = print) -> RasaEnv:
+    """Create (once per lock file) and return the Rasa virtual environment."""
+    python = find_python310()
+    fallback = python is None
+    if fallback:
+        if sys.version_info[:2] != (3, 11):
+            raise RasaEnvironmentError(
+                "Rasa 3.6 needs Python 3.10 and none was found. Install one, e.g. "
+                "`pyenv install 3.10`, `uv python install 3.10`, or your distribution's "
+                "python3.10 package, then run this again."
+            )
+        python = sys.executable
+    suffix = "py311-fallback" if fallback else "py310"
+    env = RasaEnv(cache_dir() / f"rasa-{lock_hash()}-{suffix}", fallback)
+    if (env.directory / ".complete").exists():
+        return env
+    assert callable(say)
+    if fallback:
+        say("!! No Python 3.10 found: installing Rasa on Python 3.11 as a FALLBACK "
+            "(unsupported upstream; works here, but install Python 3.10 for production).")
+    say(f"Installing Rasa 3.6 into {env.directory} (about 5 minutes the first time)...")
+    if env.directory.exists():
+        shutil.rmtree(env.directory)
+    _run([python, "-m", "venv", str(env.directory)])
+    pip = [str(env.python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    _run([*pip, "--upgrade", "pip"])
+    extra = ["--ignore-requires-python"] if fallback else []
+    _run([*pip, "--no-deps", *extra, "-r", str(LOCK_FILE)])
+    check = subprocess.run(
+        [str(env.rasa), "--version"], env={**os.environ, **RASA_ENV},
+        capture_output=True, text=True, check=False,
+    )
+    if check.returncode != 0 or "3.6.21" not in check.stdout:
+        raise RasaEnvironmentError("Rasa was installed but does not start:\n" + check.stderr[-2000:])
+    (env.directory / ".complete").write_text("ok\n")
+    return env
+
+
+def _run(command: list[str], **kwargs: object) -> None:
+    result = subprocess.run(command, check=False, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise RasaEnvironmentError(f"command failed ({result.returncode}): {' '.join(command[:4])} ...")
+
+
+def model_path(fingerprint: str) -> Path:
+    return cache_dir() / "models" / f"{fingerprint}.tar.gz"
+
+
+def train_model(env: RasaEnv, *, domain: Path, config: Path, data: Path, fingerprint: str) -> Path:
+    """Train unless a model for exactly this project (fingerprint) is cached."""
+    target = model_path(fingerprint)
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.parent / f".training-{fingerprint}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    _run(
+        [
+            str(env.rasa), "train", "--domain", str(domain), "--config", str(config),
+            "--data", str(data), "--out", str(work), "--fixed-model-name", fingerprint,
+        ],
+        env={**os.environ, **RASA_ENV},
+        cwd=str(work),
+    )
+    produced = work / f"{fingerprint}.tar.gz"
+    if not produced.exists():
+        raise RasaEnvironmentError("training finished without a model file")
+    produced.replace(target)  # atomic: a half-written model is never picked up
+    shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def write_endpoints(path: Path, *, actions_url: str, tracker_store_url: str) -> Path:
+    """Rasa endpoints: our action server and a SQL tracker store (SQLite or PostgreSQL)."""
+    from urllib.parse import urlsplit
+
+    if tracker_store_url.startswith("sqlite"):
+        db_path = tracker_store_url.split("///", 1)[1]
+        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        tracker = f'  type: SQL\n  dialect: "sqlite"\n  db: "{db_path}"\n'
+    else:
+        parts = urlsplit(tracker_store_url)
+        tracker = (
+            f'  type: SQL\n  dialect: "postgresql"\n  url: "{parts.hostname}"\n'
+            f"  port: {parts.port or 5432}\n  username: \"{parts.username or ''}\"\n"
+            f"  password: \"{parts.password or ''}\"\n  db: \"{parts.path.lstrip('/')}\"\n"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'action_endpoint:\n  url: "{actions_url}"\n\ntracker_store:\n{tracker}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def write_credentials(path: Path) -> Path:
+    """REST channel only: Rasa's own Telegram/Twilio connectors store raw ids."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("rest:\n", encoding="utf-8")
+    return path
+
+
+def rasa_server_command(
+    env: RasaEnv, *, model: Path, endpoints: Path, credentials: Path, port: int, token: str
+) -> list[str]:
+    return [
+        str(env.rasa), "run", "--enable-api", "--auth-token", token,
+        "--model", str(model), "--endpoints", str(endpoints), "--credentials", str(credentials),
+        "--interface", "127.0.0.1", "--port", str(port),
+    ]
+
+
+def action_server_command(env: RasaEnv, *, port: int) -> list[str]:
+    return [str(env.python), "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up whatever is missing and runs the whole test suite, with the static checks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "[tipline] Static checks: ruff, import contracts..."
+.venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache
+echo "[tipline] Tests..."
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,156 @@
+"""Tables and their API shapes.
+
+Families per entity (as in the FastAPI full-stack template): `XBase` shared fields, `X` the
+table, `XCreate` what callers hand in, `XPublic` what the officer API returns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(*, index: bool = False, nullable: bool = False) -> Any:
+    # Timezone-aware everywhere; SQLite stores the offset as text, PostgreSQL as timestamptz.
+    return Field(
+        default_factory=utcnow,
+        sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+        index=index,
+        nullable=nullable,
+    )
+
+
+class Urgency(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+URGENCY_RANK = {Urgency.CRITICAL: 0, Urgency.HIGH: 1, Urgency.NORMAL: 2, Urgency.LOW: 3}
+
+
+class TipStatus(StrEnum):
+    NEW = "new"
+    IN_REVIEW = "in_review"
+    VERIFIED = "verified"
+    FORWARDED = "forwarded"
+    CLOSED = "closed"
+    REJECTED = "rejected"
+    DUPLICATE = "duplicate"
+
+
+class InboundState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+
+
+# --- Inbound messages: the exactly-once ledger and the work queue -------------------------
+
+
+class InboundMessage(SQLModel, table=True):
+    """One provider message. The unique (channel, provider_message_id) key makes a provider's
+    retry a no-op; `text` is kept only until the dialogue has processed it."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (UniqueConstraint("channel", "provider_message_id", name="uq_inbound_provider_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    provider_message_id: str = Field(max_length=128)
+    reporter_id: str = Field(max_length=64, index=True)
+    received_at: datetime = _timestamp()
+    kind: str = Field(default="text", max_length=16)
+    text: str | None = None
+    language_hint: str | None = Field(default=None, max_length=8)
+    state: InboundState = Field(default=InboundState.PENDING, sa_type=String(16), index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = _timestamp(index=True)
+    # Whether the reporter was told "received, we will answer" while the dialogue was down.
+    told_received: bool = False
+
+
+# --- Reporters: per-conversation state, keyed by pseudonym --------------------------------
+
+
+class Reporter(SQLModel, table=True):
+    """Conversation state of one pseudonymous reporter (never their address)."""
+
+    reporter_id: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(max_length=32)
+    language: str | None = Field(default=None, max_length=8)
+    # Payloads of the choices in the last reply, so "1" on SMS means the first button.
+    last_choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    first_contact_at: datetime = _timestamp()
+    last_contact_at: datetime = _timestamp()
+
+
+# --- Reply vault: the only place an address exists, encrypted -----------------------------
+
+
+class VaultEntry(SQLModel, table=True):
+    """Encrypted reply address of a reporter. The key is not in the database."""
+
+    __tablename__ = "vault_entry"
+
+    reporter_id: str = Field(primary_key=True, max_length=64)
+    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    expires_at: datetime = _timestamp(index=True)
+
+
+# --- Tips ---------------------------------------------------------------------------------
+
+
+class TipBase(SQLModel):
+    """Fields of a tip that callers provide."""
+
+    what: str
+    where_text: str = ""
+    when_text: str = ""
+    danger_now: bool = False
+    language: str = Field(max_length=8)
+    channel: str = Field(max_length=32)
+
+
+class Tip(TipBase, table=True):
+    """A stored tip in the moderated queue."""
+
+    __table_args__ = (Index("ix_tip_queue", "status", "urgency_rank", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    receipt_code: str = Field(max_length=16, unique=True)
+    reporter_id: str = Field(max_length=64, index=True)
+    # Makes tip submission idempotent when the action is retried.
+    submission_key: str = Field(max_length=64, unique=True)
+    urgency: Urgency = Field(default=Urgency.NORMAL, sa_type=String(16))
+    # 0 = critical ... 3 = low; kept beside `urgency` so the queue order is one index scan.
+    urgency_rank: int = Field(default=URGENCY_RANK[Urgency.NORMAL])
+    urgency_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: TipStatus = Field(default=TipStatus.NEW, sa_type=String(16))
+    received_at: datetime = _timestamp(index=True)
+
+
+class TipCreate(TipBase):
+    """What the dialogue hands in when a reporter confirms a tip."""
+
+    reporter_id: str
+    submission_key: str
+
+
+class TipPublic(TipBase):
+    """What officers see: no reporter id, no submission key."""
+
+    id: int
+    receipt_code: str
+    urgency: Urgency
+    urgency_reasons: list[str]
+    status: TipStatus
+    received_at: datetime

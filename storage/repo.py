@@ -1,0 +1,275 @@
+"""Storage functions: `verb_noun(session, *, ...)`, keyword-only, never commit.
+
+Nothing here sees a raw address: reporters are pseudonyms, the vault holds ciphertext.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, func, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from storage.models import (
+    URGENCY_RANK,
+    InboundMessage,
+    InboundState,
+    Reporter,
+    Tip,
+    TipCreate,
+    TipStatus,
+    Urgency,
+    VaultEntry,
+    utcnow,
+)
+
+
+# Receipt codes: no 0/O, 1/I/L, so a reporter can read one back over a bad line.
+_RECEIPT_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def as_utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every timestamp we write is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _insert_for(session: Session):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    return pg_insert if dialect == "postgresql" else sqlite_insert
+
+
+# --- Inbound ledger ----------------------------------------------------------------------
+
+
+def record_inbound(
+    session: Session,
+    *,
+    channel: str,
+    provider_message_id: str,
+    reporter_id: str,
+    kind: str,
+    text: str | None,
+    language_hint: str | None,
+    now: datetime | None = None,
+) -> int | None:
+    """Record a provider message once. Returns its id, or None if it was already recorded.
+
+    INSERT ... ON CONFLICT DO NOTHING on the unique provider key: concurrent retries of the
+    same message race in the database, not in Python, and exactly one wins.
+    """
+    now = now or utcnow()
+    insert = _insert_for(session)
+    statement = (
+        insert(InboundMessage)
+        .values(
+            channel=channel,
+            provider_message_id=provider_message_id,
+            reporter_id=reporter_id,
+            kind=kind,
+            text=text,
+            language_hint=language_hint,
+            state=InboundState.PENDING,
+            attempts=0,
+            received_at=now,
+            next_attempt_at=now,
+            told_received=False,
+        )
+        .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
+        .returning(InboundMessage.id)  # type: ignore[arg-type]
+    )
+    return session.execute(statement).scalar_one_or_none()
+
+
+def list_due_reporters(session: Session, *, now: datetime, limit: int = 100) -> list[str]:
+    """Reporters with at least one pending message whose turn has come, oldest first."""
+    statement = (
+        select(InboundMessage.reporter_id, func.min(InboundMessage.id))
+        .where(InboundMessage.state == InboundState.PENDING)
+        .group_by(InboundMessage.reporter_id)
+        .order_by(func.min(InboundMessage.id))
+        .limit(limit)
+    )
+    due: list[str] = []
+    for reporter_id, _first in session.execute(statement):
+        first = get_oldest_pending(session, reporter_id=reporter_id)
+        if first is not None and first.next_attempt_at <= now:
+            due.append(reporter_id)
+    return due
+
+
+def get_oldest_pending(session: Session, *, reporter_id: str) -> InboundMessage | None:
+    """The next message of this reporter to process: strictly in arrival order."""
+    statement = (
+        select(InboundMessage)
+        .where(InboundMessage.reporter_id == reporter_id)
+        .where(InboundMessage.state == InboundState.PENDING)
+        .order_by(col(InboundMessage.id))
+        .limit(1)
+    )
+    message = session.exec(statement).first()
+    if message is not None:
+        message.next_attempt_at = as_utc(message.next_attempt_at)
+    return message
+
+
+def complete_inbound(session: Session, *, inbound_id: int) -> None:
+    """Mark processed and drop the text: the tip (if any) now holds what we keep."""
+    session.execute(
+        update(InboundMessage)
+        .where(col(InboundMessage.id) == inbound_id)
+        .values(state=InboundState.DONE, text=None)
+    )
+
+
+def postpone_inbound(
+    session: Session, *, inbound_id: int, retry_at: datetime, told_received: bool
+) -> None:
+    session.execute(
+        update(InboundMessage)
+        .where(col(InboundMessage.id) == inbound_id)
+        .values(
+            attempts=InboundMessage.attempts + 1,
+            next_attempt_at=retry_at,
+            told_received=told_received,
+        )
+    )
+
+
+def count_pending(session: Session) -> int:
+    statement = select(func.count()).where(InboundMessage.state == InboundState.PENDING)
+    return int(session.execute(statement).scalar_one())
+
+
+# --- Reporters -----------------------------------------------------------------------------
+
+
+def get_reporter(session: Session, *, reporter_id: str) -> Reporter | None:
+    return session.get(Reporter, reporter_id)
+
+
+def touch_reporter(
+    session: Session, *, reporter_id: str, channel: str, now: datetime | None = None
+) -> Reporter:
+    """Fetch or create the conversation state and record the contact time."""
+    now = now or utcnow()
+    reporter = session.get(Reporter, reporter_id)
+    if reporter is None:
+        reporter = Reporter(
+            reporter_id=reporter_id, channel=channel, first_contact_at=now, last_contact_at=now
+        )
+        session.add(reporter)
+    else:
+        reporter.last_contact_at = now
+    session.flush()
+    return reporter
+
+
+def set_reporter_language(session: Session, *, reporter_id: str, language: str) -> None:
+    session.execute(
+        update(Reporter).where(col(Reporter.reporter_id) == reporter_id).values(language=language)
+    )
+
+
+def set_reporter_choices(session: Session, *, reporter_id: str, payloads: Sequence[str]) -> None:
+    session.execute(
+        update(Reporter)
+        .where(col(Reporter.reporter_id) == reporter_id)
+        .values(last_choices=list(payloads))
+    )
+
+
+# --- Reply vault ---------------------------------------------------------------------------
+
+
+def put_vault_entry(
+    session: Session, *, reporter_id: str, ciphertext: bytes, expires_at: datetime
+) -> None:
+    """Store or refresh the encrypted address (every contact pushes the expiry back)."""
+    insert = _insert_for(session)
+    statement = insert(VaultEntry).values(
+        reporter_id=reporter_id, ciphertext=ciphertext, expires_at=expires_at
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["reporter_id"],
+        set_={"ciphertext": ciphertext, "expires_at": expires_at},
+    )
+    session.execute(statement)
+
+
+def get_vault_entry(
+    session: Session, *, reporter_id: str, now: datetime | None = None
+) -> VaultEntry | None:
+    entry = session.get(VaultEntry, reporter_id)
+    if entry is None:
+        return None
+    return entry if as_utc(entry.expires_at) > (now or utcnow()) else None
+
+
+def delete_vault_entry(session: Session, *, reporter_id: str) -> None:
+    entry = session.get(VaultEntry, reporter_id)
+    if entry is not None:
+        session.delete(entry)
+
+
+# --- Tips ----------------------------------------------------------------------------------
+
+
+def new_receipt_code() -> str:
+    raw = "".join(secrets.choice(_RECEIPT_ALPHABET) for _ in range(8))
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def create_tip(
+    session: Session,
+    *,
+    tip: TipCreate,
+    urgency: Urgency,
+    reasons: Sequence[str],
+    now: datetime | None = None,
+) -> Tip:
+    """Store a tip once per submission key; a retried submission returns the first tip."""
+    existing = session.exec(select(Tip).where(Tip.submission_key == tip.submission_key)).first()
+    if existing is not None:
+        return existing
+    while True:
+        code = new_receipt_code()
+        if session.exec(select(Tip.id).where(Tip.receipt_code == code)).first() is None:
+            break
+    stored = Tip(
+        **tip.model_dump(),
+        receipt_code=code,
+        urgency=urgency,
+        urgency_rank=URGENCY_RANK[urgency],
+        urgency_reasons=list(reasons),
+        status=TipStatus.NEW,
+        received_at=now or utcnow(),
+    )
+    session.add(stored)
+    session.flush()
+    return stored
+
+
+def list_tips(
+    session: Session, *, statuses: Sequence[TipStatus] | None = None, limit: int = 200, offset: int = 0
+) -> list[Tip]:
+    """The officers' queue: most urgent first, then oldest."""
+    statement = select(Tip)
+    if statuses:
+        statement = statement.where(col(Tip.status).in_([s.value for s in statuses]))
+    statement = statement.order_by(col(Tip.urgency_rank), col(Tip.received_at), col(Tip.id))
+    return list(session.exec(statement.offset(offset).limit(limit)))
+
+
+def get_tip_by_receipt(session: Session, *, receipt_code: str) -> Tip | None:
+    return session.exec(select(Tip).where(Tip.receipt_code == receipt_code.upper())).first()
+
+
+def table_names(engine: Engine) -> list[str]:
+    """For leak scans and health checks."""
+    from sqlalchemy import inspect
+
+    return list(inspect(engine).get_table_names())
