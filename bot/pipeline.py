@@ -51,6 +51,8 @@ class PipelineConfig:
     retry_seconds: float = 5.0
     max_retry_seconds: float = 300.0
     poll_seconds: float = 1.0
+    # Silence after which a reporter's next message starts a new conversation.
+    conversation_hours: float = 12.0
     concurrency: int = 8
 
 
@@ -206,6 +208,10 @@ class Pipeline:
         else:
             language = reporter.language or self._messages.default
 
+        last_turn = repo.as_utc(reporter.last_turn_at) if reporter.last_turn_at else None
+        new_conversation = last_turn is None or (
+            self._clock() - last_turn > timedelta(hours=self._config.conversation_hours)
+        )
         try:
             await self._rasa.set_slots(
                 reporter_id,
@@ -213,10 +219,10 @@ class Pipeline:
                     "language": language,
                     "channel": inbound.channel,
                     "emergency_number": self._config.emergency_number,
-                    # The language is stored after the first answered turn: until then this
-                    # pseudonym is new, and the dialogue opens with the privacy notice.
-                    "new_reporter": reporter.language is None,
+                    # A new conversation opens with the privacy notice.
+                    "contact": "first" if new_conversation else "returning",
                 },
+                new_session=new_conversation,
             )
             metadata = {"language": language, "channel": inbound.channel}
             if payload is not None:
@@ -231,8 +237,10 @@ class Pipeline:
         choices = [c.payload for c in reply.choices] if reply else []
 
         def finish(session: Session) -> None:
-            repo.set_reporter_language(session, reporter_id=reporter_id, language=language)
-            repo.set_reporter_choices(session, reporter_id=reporter_id, payloads=choices)
+            repo.record_turn(
+                session, reporter_id=reporter_id, language=language, choices=choices,
+                now=self._clock(),
+            )
             repo.complete_inbound(session, inbound_id=inbound_id)
 
         # Done before sending: a crash after this loses one reply, never sends it twice.

@@ -59,8 +59,9 @@ class VaultCipher:
         return ReplyAddress(str(data["channel"]), str(data["value"]))
 
 
-# Seven or more digits, optionally with +, spaces, dots, dashes or brackets between them.
-_PHONE_SHAPE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+# Seven or more digits, optionally with +, spaces, dashes or brackets between them (not dots:
+# those are IP addresses and versions, which we log on purpose).
+_PHONE_SHAPE = re.compile(r"\+?\d[\d\s()\-]{5,}\d")
 
 
 def mask_phone_numbers(text: str) -> str:

@@ -90,10 +90,11 @@ def prepare(settings: Settings) -> Prepared:
     if model_path(built.fingerprint).exists():
         say(f"Model up to date ({built.fingerprint}); training skipped.")
     else:
-        say(f"Training the dialogue model ({', '.join(settings.languages)}); about 2 minutes...")
+        log = settings.data_dir / "logs" / "train.log"
+        say(f"Training the dialogue model ({', '.join(settings.languages)}), log in {log}...")
         t0 = time.monotonic()
         train_model(env, domain=built.domain, config=built.config, data=built.data,
-                    fingerprint=built.fingerprint)
+                    fingerprint=built.fingerprint, log=log)
         say(f"Trained in {time.monotonic() - t0:.0f} s.")
     say(f"Ready in {time.monotonic() - started:.0f} s.")
     return Prepared(env, model_path(built.fingerprint), built.fingerprint)
@@ -121,19 +122,21 @@ def start_rasa_processes(
         tracker_store_url=settings.rasa.tracker_store_url,
     )
     credentials = write_credentials(settings.data_dir / "rasa-credentials.yml")
-    actions = subprocess.Popen(
-        action_server_command(prepared.env, port=actions_port),
-        cwd=ACTIONS_PARENT, env=env,
-        stdout=(log_dir / "actions.log").open("ab"), stderr=subprocess.STDOUT,
-    )
-    rasa = subprocess.Popen(
-        rasa_server_command(
-            prepared.env, model=prepared.model, endpoints=endpoints, credentials=credentials,
-            port=rasa_port, token=settings.rasa.token.get_secret_value(),
-        ),
-        cwd=settings.data_dir, env=env,
-        stdout=(log_dir / "rasa.log").open("ab"), stderr=subprocess.STDOUT,
-    )
+    # The child keeps its own copy of the log file descriptor; ours is closed at once.
+    with (log_dir / "actions.log").open("ab") as log:
+        actions = subprocess.Popen(
+            action_server_command(prepared.env, port=actions_port),
+            cwd=ACTIONS_PARENT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    with (log_dir / "rasa.log").open("ab") as log:
+        rasa = subprocess.Popen(
+            rasa_server_command(
+                prepared.env, model=prepared.model, endpoints=endpoints,
+                credentials=credentials, port=rasa_port,
+                token=settings.rasa.token.get_secret_value(),
+            ),
+            cwd=settings.data_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
     return [actions, rasa]
 
 

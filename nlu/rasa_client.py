@@ -46,9 +46,22 @@ class RasaClient:
     def _conversation_url(self, sender: str, suffix: str) -> str:
         return f"{self._base}/conversations/{quote(sender, safe='')}/{suffix}"
 
-    async def set_slots(self, sender: str, slots: Mapping[str, Any]) -> None:
-        """Set slots (language, channel...) before a turn; response conditions read them."""
-        events = [{"event": "slot", "name": name, "value": value} for name, value in slots.items()]
+    async def set_slots(
+        self, sender: str, slots: Mapping[str, Any], *, new_session: bool = False
+    ) -> None:
+        """Set slots (language, channel...) before a turn; response conditions read them.
+
+        With `new_session`, a session start goes first: without it Rasa would start one when
+        the message arrives, and its SQL tracker store would forget the slots set before it.
+        """
+        events: list[dict[str, Any]] = []
+        if new_session:
+            events += [
+                {"event": "action", "name": "action_session_start"},
+                {"event": "session_started"},
+                {"event": "action", "name": "action_listen"},
+            ]
+        events += [{"event": "slot", "name": name, "value": value} for name, value in slots.items()]
         await self._post(
             self._conversation_url(sender, "tracker/events"),
             json=events,

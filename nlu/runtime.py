@@ -149,7 +149,9 @@ def model_path(fingerprint: str) -> Path:
     return cache_dir() / "models" / f"{fingerprint}.tar.gz"
 
 
-def train_model(env: RasaEnv, *, domain: Path, config: Path, data: Path, fingerprint: str) -> Path:
+def train_model(
+    env: RasaEnv, *, domain: Path, config: Path, data: Path, fingerprint: str, log: Path
+) -> Path:
     """Train unless a model for exactly this project (fingerprint) is cached."""
     target = model_path(fingerprint)
     if target.exists():
@@ -158,14 +160,19 @@ def train_model(env: RasaEnv, *, domain: Path, config: Path, data: Path, fingerp
     work = target.parent / f".training-{fingerprint}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    _run(
-        [
-            str(env.rasa), "train", "--domain", str(domain), "--config", str(config),
-            "--data", str(data), "--out", str(work), "--fixed-model-name", fingerprint,
-        ],
-        env={**os.environ, **RASA_ENV},
-        cwd=str(work),
-    )
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        result = subprocess.run(
+            [
+                str(env.rasa), "train", "--domain", str(domain), "--config", str(config),
+                "--data", str(data), "--out", str(work), "--fixed-model-name", fingerprint,
+            ],
+            env={**os.environ, **RASA_ENV}, cwd=str(work), stdout=output,
+            stderr=subprocess.STDOUT, check=False,
+        )
+    if result.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RasaEnvironmentError(f"training failed; the end of {log}:\n{tail}")
     produced = work / f"{fingerprint}.tar.gz"
     if not produced.exists():
         raise RasaEnvironmentError("training finished without a model file")

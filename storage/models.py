@@ -91,6 +91,8 @@ class Reporter(SQLModel, table=True):
     last_choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     first_contact_at: datetime = _timestamp()
     last_contact_at: datetime = _timestamp()
+    # When the dialogue last answered: a long silence since then starts a new conversation.
+    last_turn_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
 
 # --- Reply vault: the only place an address exists, encrypted -----------------------------

@@ -168,17 +168,14 @@ def touch_reporter(
     return reporter
 
 
-def set_reporter_language(session: Session, *, reporter_id: str, language: str) -> None:
-    session.execute(
-        update(Reporter).where(col(Reporter.reporter_id) == reporter_id).values(language=language)
-    )
-
-
-def set_reporter_choices(session: Session, *, reporter_id: str, payloads: Sequence[str]) -> None:
+def record_turn(
+    session: Session, *, reporter_id: str, language: str, choices: Sequence[str], now: datetime
+) -> None:
+    """After the dialogue answered: the conversation's language and the offered choices."""
     session.execute(
         update(Reporter)
         .where(col(Reporter.reporter_id) == reporter_id)
-        .values(last_choices=list(payloads))
+        .values(language=language, last_choices=list(choices), last_turn_at=now)
     )
 
 

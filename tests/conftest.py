@@ -129,3 +129,11 @@ def postgres_url() -> Iterator[str]:
 def captured_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The real tip line (Rasa, actions, gateway), shared by the end-to-end tests."""
+    from tests.stack import run_stack
+
+    yield from run_stack(tmp_path_factory.mktemp("stack"))

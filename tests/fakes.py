@@ -94,7 +94,8 @@ class FakeRasa:
         body = json.loads(request.content or b"null")
         if path.endswith("/tracker/events"):
             sender = path.split("/")[2]
-            self.slots.append((sender, {e["name"]: e["value"] for e in body}))
+            slots = {e["name"]: e["value"] for e in body if e.get("event") == "slot"}
+            self.slots.append((sender, slots))
             return httpx.Response(200, json={})
         if path == "/webhooks/rest/webhook":
             self.received.append((body["sender"], body["message"]))

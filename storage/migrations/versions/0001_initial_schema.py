@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 00:43:59.560639
+Create Date: 2026-11-21 01:06:03.457791
 """
 
 from collections.abc import Sequence
@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('last_choices', sa.JSON(), nullable=False),
     sa.Column('first_contact_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_contact_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_turn_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('reporter_id')
     )
     op.create_table('tip',
