@@ -16,6 +16,7 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar, final
 
@@ -45,9 +46,23 @@ class SendUncertainError(SendError):
 
 
 class MessageKind(StrEnum):
-    TEXT = "text"
-    UNSUPPORTED = "unsupported"
+    TEXT = "text"  # words typed by the reporter (or a button they pressed: see `choice`)
+    LOCATION = "location"  # a shared location: `location`
+    MEDIA = "media"  # photos, voice notes, documents: `attachments` (plus an optional caption)
+    COMMAND = "command"  # /start, /language, /help, /delete; keywords STOP/START/HELP on SMS
+    EDITED = "edited"  # an edit of an earlier message: acknowledged, never a second tip
+    TOO_LARGE = "too_large"  # over the size limit: a polite reply, nothing stored
+    UNSUPPORTED = "unsupported"  # stickers, polls, contacts...: a polite reply, nothing stored
 
+
+class Command(StrEnum):
+    """What a reporter can ask of the tip line itself, whatever the channel."""
+
+    START = "start"
+    LANGUAGE = "language"
+    HELP = "help"
+    DELETE = "delete"  # erase my conversation and my reply address (also SMS STOP)
+    RESUME = "resume"  # SMS START after STOP
 
 @dataclass(frozen=True)
 class ReplyAddress:
@@ -63,6 +78,16 @@ class ReplyAddress:
 
 
 @dataclass(frozen=True)
+class MediaRef:
+    """A file the provider holds for us; fetched (and scrubbed) by the worker, not the webhook."""
+
+    kind: str  # image | audio | video | document
+    content_type: str
+    provider_ref: str = field(repr=False)  # Twilio MediaUrl or Telegram file_id
+    size: int | None = None  # when the provider tells us
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     """One message from a reporter, with identifying provider fields already dropped."""
 
@@ -71,7 +96,13 @@ class IncomingMessage:
     reply_address: ReplyAddress
     kind: MessageKind
     text: str = field(default="", repr=False)
-    language_hint: str | None = None
+    language_hint: str | None = None  # e.g. Telegram's language_code
+    location: tuple[float, float] | None = field(default=None, repr=False)  # (lat, lon)
+    attachments: tuple[MediaRef, ...] = ()
+    command: Command | None = None
+    # The payload of a button the reporter pressed (Telegram inline keyboard); the pipeline
+    # accepts it only if it is one of the choices it offered last.
+    choice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +115,15 @@ class Choice:
 class Reply:
     text: str
     choices: tuple[Choice, ...] = ()
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What the pipeline knows that an adapter may need to deliver a reply."""
+
+    language: str | None = None
+    # When the reporter last wrote to us: WhatsApp allows free-form replies only within 24 h.
+    last_inbound_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -131,8 +171,14 @@ class ChannelAdapter(ABC):
         """Turn a verified request into messages, dropping identifying fields."""
 
     @abstractmethod
-    async def send(self, address: ReplyAddress, reply: Reply) -> None:
+    async def send(
+        self, address: ReplyAddress, reply: Reply, context: SendContext | None = None
+    ) -> None:
         """Deliver one reply (possibly as several provider messages)."""
+
+    async def fetch_media(self, ref: MediaRef) -> bytes:
+        """Download a file the reporter sent. Channels without media never get here."""
+        raise SendError(f"channel {self.name} has no media")
 
     def ack(self) -> WebhookAck:
         return WebhookAck()
@@ -156,7 +202,8 @@ async def send_with_retry(
         except RetryableSendError as exc:
             if number == tries:
                 raise
-            delay = exc.retry_after if exc.retry_after is not None else base_delay * 2 ** (number - 1)
+            backoff = base_delay * 2 ** (number - 1)
+            delay = exc.retry_after if exc.retry_after is not None else backoff
             delay += random.uniform(0, base_delay / 2)  # noqa: S311  (jitter, not security)
-            logger.warning("channel.send.retry", extra={"attempt": number, "delay": round(delay, 2)})
+            logger.warning("channel.send.retry", extra={"attempt": number, "delay": delay})
             await sleep(delay)

@@ -17,6 +17,7 @@ from channels.base import (
     MessageKind,
     Reply,
     ReplyAddress,
+    SendContext,
     WebhookAuthError,
     WebhookRequest,
 )
@@ -56,7 +57,9 @@ class LocalChatAdapter(ChannelAdapter):
             )
         ]
 
-    async def send(self, address: ReplyAddress, reply: Reply) -> None:
+    async def send(
+        self, address: ReplyAddress, reply: Reply, context: SendContext | None = None
+    ) -> None:
         self._outbox[address.value].append(reply)
 
     def take_replies(self, conversation: str) -> list[Reply]:

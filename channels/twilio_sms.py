@@ -20,6 +20,7 @@ from channels.base import (
     MessageKind,
     Reply,
     ReplyAddress,
+    SendContext,
     SendError,
     WebhookAck,
     WebhookAuthError,
@@ -112,7 +113,9 @@ class TwilioSmsAdapter(ChannelAdapter):
         # Empty TwiML: replies go out through the API once the dialogue has answered.
         return WebhookAck(body=_EMPTY_TWIML, media_type="application/xml")
 
-    async def send(self, address: ReplyAddress, reply: Reply) -> None:
+    async def send(
+        self, address: ReplyAddress, reply: Reply, context: SendContext | None = None
+    ) -> None:
         for part in split_for_sms(render_numbered(reply)):
             await send_with_retry(lambda part=part: self._create(address.value, part))
 

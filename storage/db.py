@@ -50,7 +50,8 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision (idempotent)."""
-    command.upgrade(alembic_config(url), "head")
+    # "heads": feature branches of the migration tree are applied together.
+    command.upgrade(alembic_config(url), "heads")
 
 
 def new_session(engine: Engine) -> Session:
