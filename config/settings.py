@@ -70,6 +70,22 @@ class TwilioSettings(BaseModel):
     api_base_url: str = "https://api.twilio.com"
 
 
+class WhatsAppSettings(BaseModel):
+    # The WhatsApp sender, e.g. "whatsapp:+14155238886". Same Twilio account as SMS.
+    sender: str = ""
+    # Approved template (Twilio Content API ContentSid) used outside the 24-hour window.
+    template_content_sid: str = ""
+
+
+class TelegramSettings(BaseModel):
+    bot_token: SecretStr = SecretStr("")
+    # Sent back by Telegram in X-Telegram-Bot-Api-Secret-Token (setWebhook secret_token).
+    webhook_secret: SecretStr = SecretStr("")
+    # "webhook" needs a public URL; "polling" works from behind NAT with no public URL.
+    mode: str = "webhook"
+    api_base_url: str = "https://api.telegram.org"
+
+
 class PrivacySettings(BaseModel):
     # Key for reporter pseudonyms: HMAC-SHA256(pepper, channel:address).
     pepper: SecretStr = SecretStr("")
@@ -87,6 +103,10 @@ class ConsoleSettings(BaseModel):
 class ChannelSwitches(BaseModel):
     local: bool = True
     sms: bool = True
+    whatsapp: bool = False
+    telegram: bool = False
+    # Largest attachment we accept; bigger ones get a polite reply and are not stored.
+    max_media_bytes: int = 10 * 1024 * 1024
 
 
 class GatewaySettings(BaseModel):
@@ -114,6 +134,8 @@ class Settings(BaseSettings):
     rasa: RasaSettings = Field(default_factory=RasaSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     channels: ChannelSwitches = Field(default_factory=ChannelSwitches)
@@ -168,8 +190,12 @@ class Settings(BaseSettings):
             "TIPLINE_ACTIONS__TOKEN": self.actions.token,
             "TIPLINE_CONSOLE__OFFICER_PASSWORD": self.console.officer_password,
         }
-        if self.channels.sms:
+        if self.channels.sms or self.channels.whatsapp:
             secrets["TIPLINE_TWILIO__AUTH_TOKEN"] = self.twilio.auth_token
+        if self.channels.telegram:
+            secrets["TIPLINE_TELEGRAM__BOT_TOKEN"] = self.telegram.bot_token
+            if self.telegram.mode == "webhook":
+                secrets["TIPLINE_TELEGRAM__WEBHOOK_SECRET"] = self.telegram.webhook_secret
         return secrets
 
     def enforce_secrets(self) -> list[str]:
