@@ -87,6 +87,9 @@ class Reporter(SQLModel, table=True):
     reporter_id: str = Field(primary_key=True, max_length=64)
     channel: str = Field(max_length=32)
     language: str | None = Field(default=None, max_length=8)
+    # The last location the reporter shared in this conversation, until a tip takes it.
+    pending_latitude: float | None = None
+    pending_longitude: float | None = None
     # Payloads of the choices in the last reply, so "1" on SMS means the first button.
     last_choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     first_contact_at: datetime = _timestamp()
@@ -120,6 +123,9 @@ class TipBase(SQLModel):
     danger_now: bool = False
     language: str = Field(max_length=8)
     channel: str = Field(max_length=32)
+    # A location the reporter shared (Telegram, WhatsApp), if any.
+    latitude: float | None = None
+    longitude: float | None = None
 
 
 class Tip(TipBase, table=True):
@@ -138,6 +144,23 @@ class Tip(TipBase, table=True):
     urgency_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: TipStatus = Field(default=TipStatus.NEW, sa_type=String(16))
     received_at: datetime = _timestamp(index=True)
+
+
+class Attachment(SQLModel, table=True):
+    """A file a reporter sent, metadata already scrubbed. Linked to a tip when it is submitted."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    reporter_id: str = Field(max_length=64, index=True)
+    tip_id: int | None = Field(default=None, foreign_key="tip.id", index=True)
+    kind: str = Field(max_length=16)  # image | audio | video | document
+    content_type: str = Field(max_length=128)
+    size: int
+    sha256: str = Field(max_length=64)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    metadata_removed: bool = False
+    # Why officers should look before sharing it, e.g. metadata we could not remove.
+    flagged_reason: str | None = None
+    received_at: datetime = _timestamp()
 
 
 class TipCreate(TipBase):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 01:06:03.457791
+Create Date: 2026-11-21 01:09:16.540559
 """
 
 from collections.abc import Sequence
@@ -45,6 +45,8 @@ def upgrade() -> None:
     sa.Column('reporter_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
+    sa.Column('pending_latitude', sa.Float(), nullable=True),
+    sa.Column('pending_longitude', sa.Float(), nullable=True),
     sa.Column('last_choices', sa.JSON(), nullable=False),
     sa.Column('first_contact_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_contact_at', sa.DateTime(timezone=True), nullable=False),
@@ -58,6 +60,8 @@ def upgrade() -> None:
     sa.Column('danger_now', sa.Boolean(), nullable=False),
     sa.Column('language', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('latitude', sa.Float(), nullable=True),
+    sa.Column('longitude', sa.Float(), nullable=True),
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('receipt_code', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('reporter_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -85,11 +89,35 @@ def upgrade() -> None:
     with op.batch_alter_table('vault_entry', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vault_entry_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('attachment',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('reporter_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('tip_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('content_type', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('sha256', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('data', sa.LargeBinary(), nullable=False),
+    sa.Column('metadata_removed', sa.Boolean(), nullable=False),
+    sa.Column('flagged_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tip_id'], ['tip.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('attachment', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_attachment_reporter_id'), ['reporter_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_attachment_tip_id'), ['tip_id'], unique=False)
+
     
 
 
 def downgrade() -> None:
     
+    with op.batch_alter_table('attachment', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_attachment_tip_id'))
+        batch_op.drop_index(batch_op.f('ix_attachment_reporter_id'))
+
+    op.drop_table('attachment')
     with op.batch_alter_table('vault_entry', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_vault_entry_expires_at'))
 
