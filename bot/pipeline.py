@@ -313,9 +313,9 @@ class Pipeline:
 
     # --- for tests and the try-it chat -----------------------------------------------------
 
-    async def idle(self, timeout: float = 30.0) -> None:
+    async def idle(self, limit_seconds: float = 30.0) -> None:
         """Wait until nothing is due and no reporter is being processed."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + limit_seconds
         while asyncio.get_running_loop().time() < deadline:
             due = await self._db.run(
                 lambda session: repo.list_due_reporters(session, now=self._clock())

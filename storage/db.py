@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
-
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event

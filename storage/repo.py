@@ -27,7 +27,6 @@ from storage.models import (
     utcnow,
 )
 
-
 # Receipt codes: no 0/O, 1/I/L, so a reporter can read one back over a bad line.
 _RECEIPT_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 

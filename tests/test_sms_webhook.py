@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 from fastapi import FastAPI
+from sqlmodel import select
 
 from storage.db import new_session
 from storage.models import InboundMessage
 from tests.conftest import PUBLIC_BASE, make_twilio_form, post_sms, twilio_signature
 from tests.fakes import FakeRasa, FakeTwilioApi
-from sqlmodel import select
 
 
 def stored_inbound(app: FastAPI) -> list[InboundMessage]:

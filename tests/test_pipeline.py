@@ -1,0 +1,114 @@
+"""The pipeline against fake providers: ordering, retries, outages, choices."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from fastapi import FastAPI
+
+from storage import repo
+from tests.conftest import make_twilio_form, post_sms
+from tests.fakes import FakeRasa, FakeTwilioApi
+
+
+async def test_ten_concurrent_copies_make_one_turn_and_one_reply(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_twilio: FakeTwilioApi, fake_rasa: FakeRasa
+) -> None:
+    app, client = gateway
+    form = make_twilio_form(body="armed men at the well", from_="+254700000301")
+    responses = await asyncio.gather(*(post_sms(client, form) for _ in range(10)))
+    assert all(r.status_code == 200 for r in responses)
+    await app.state.pipeline.idle()
+    assert len(fake_rasa.received) == 1
+    assert fake_twilio.bodies_to("+254700000301") == ["echo: armed men at the well"]
+
+
+async def test_rasa_down_keeps_the_message_tells_the_reporter_and_catches_up(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_twilio: FakeTwilioApi, fake_rasa: FakeRasa
+) -> None:
+    app, client = gateway
+    number = "+254700000302"
+    await post_sms(client, make_twilio_form(body="Bonjour, il y a un problème au marché", from_=number))
+    await app.state.pipeline.idle()
+    fake_rasa.down = True
+    await post_sms(client, make_twilio_form(body="des hommes armés sont arrivés ce matin", from_=number))
+    await post_sms(client, make_twilio_form(body="ils sont encore là maintenant", from_=number))
+    for _ in range(50):  # the first attempt fails and the reporter is told, once
+        await asyncio.sleep(0.05)
+        if len(fake_twilio.bodies_to(number)) == 2:
+            break
+    told = fake_twilio.bodies_to(number)[1]
+    assert "Nous avons bien reçu votre message" in told  # in the conversation's language
+    assert app.state.db.run_sync(repo.count_pending) == 2
+    fake_rasa.down = False
+    await asyncio.sleep(0.5)  # retry_seconds is 0.2 in tests
+    await app.state.pipeline.idle(limit_seconds=10)
+    assert app.state.db.run_sync(repo.count_pending) == 0
+    texts = [text for _sender, text in fake_rasa.received]
+    assert texts == [
+        "Bonjour, il y a un problème au marché",
+        "des hommes armés sont arrivés ce matin",
+        "ils sont encore là maintenant",
+    ]  # nothing lost, nothing doubled, in order
+    bodies = fake_twilio.bodies_to(number)
+    assert bodies[2:] == ["echo: des hommes armés sont arrivés ce matin",
+                          "echo: ils sont encore là maintenant"]
+
+
+async def test_a_number_answers_the_last_choices(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_twilio: FakeTwilioApi, fake_rasa: FakeRasa
+) -> None:
+    app, client = gateway
+    fake_rasa.answer = lambda sender, text: [{
+        "text": "Is anyone in danger right now?",
+        "buttons": [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}],
+    }]
+    number = "+254700000303"
+    await post_sms(client, make_twilio_form(body="shots near the school", from_=number))
+    await app.state.pipeline.idle()
+    assert fake_twilio.bodies_to(number) == ["Is anyone in danger right now?\n1. Yes\n2. No"]
+    await post_sms(client, make_twilio_form(body="2", from_=number))
+    await post_sms(client, make_twilio_form(body="7", from_=number))  # not a choice: plain text
+    await app.state.pipeline.idle()
+    assert [text for _s, text in fake_rasa.received] == ["shots near the school", "/deny", "7"]
+
+
+async def test_reporter_text_starting_with_a_slash_is_not_an_intent(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_rasa: FakeRasa
+) -> None:
+    app, client = gateway
+    await post_sms(client, make_twilio_form(body="/restart", from_="+254700000304"))
+    await post_sms(client, make_twilio_form(body="  //affirm please", from_="+254700000305"))
+    await app.state.pipeline.idle()
+    assert sorted(text for _s, text in fake_rasa.received) == ["affirm please", "restart"]
+
+
+async def test_the_dialogue_gets_the_pseudonym_and_language_never_the_number(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_rasa: FakeRasa
+) -> None:
+    app, client = gateway
+    await post_sms(client, make_twilio_form(body="Des voleurs ont pris les motos hier soir",
+                                            from_="+22370000306"))
+    await app.state.pipeline.idle()
+    sender, _text = fake_rasa.received[0]
+    assert "22370000306" not in sender and len(sender) == 64
+    slot_sender, slots = fake_rasa.slots[0]
+    assert slot_sender == sender
+    assert slots["language"] == "fr"
+    assert slots["channel"] == "sms"
+    assert slots["contact"] == "first"
+
+
+async def test_an_empty_rasa_answer_is_a_failure_not_a_silent_drop(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_twilio: FakeTwilioApi, fake_rasa: FakeRasa
+) -> None:
+    app, client = gateway
+    fake_rasa.answer = lambda sender, text: []
+    await post_sms(client, make_twilio_form(body="hello there", from_="+254700000307"))
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        if fake_twilio.bodies_to("+254700000307"):
+            break
+    assert app.state.db.run_sync(repo.count_pending) == 1
+    assert "We received your message" in fake_twilio.bodies_to("+254700000307")[0]

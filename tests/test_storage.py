@@ -1,0 +1,144 @@
+"""Storage on SQLite and on PostgreSQL: migrations, the exactly-once ledger, tips, the vault."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+from storage import repo
+from storage.db import Database, make_engine, migrate
+from storage.models import TipCreate, TipStatus, Urgency, utcnow
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'storage.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    migrate(url)
+    database = Database(make_engine(url))
+    yield database
+    database.dispose()
+
+
+def tip(**overrides: object) -> TipCreate:
+    values: dict[str, object] = {
+        "reporter_id": "r" * 64, "submission_key": "k" * 64, "what": "cattle stolen",
+        "where_text": "river", "when_text": "today", "danger_now": False,
+        "language": "en", "channel": "sms",
+    }
+    values.update(overrides)
+    return TipCreate(**values)  # type: ignore[arg-type]
+
+
+def test_migrations_match_the_models(db: Database) -> None:
+    tables = set(inspect(db.engine).get_table_names())
+    assert set(SQLModel.metadata.tables) <= tables
+    for name, table in SQLModel.metadata.tables.items():
+        columns = {c["name"] for c in inspect(db.engine).get_columns(name)}
+        assert set(table.columns.keys()) == columns, name
+
+
+def test_a_provider_message_is_recorded_once(db: Database) -> None:
+    def record(session):  # type: ignore[no-untyped-def]
+        return repo.record_inbound(
+            session, channel="sms", provider_message_id="SM1", reporter_id="r" * 64,
+            kind="text", text="hello", language_hint=None,
+        )
+
+    first = db.run_sync(record)
+    second = db.run_sync(record)
+    assert first is not None
+    assert second is None
+    assert db.run_sync(repo.count_pending) == 1
+
+
+def test_concurrent_copies_of_one_message_make_one_row(db: Database) -> None:
+    results: list[int | None] = []
+    barrier = threading.Barrier(10)
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(db.run_sync(lambda s: repo.record_inbound(
+            s, channel="sms", provider_message_id="SM-race", reporter_id="r" * 64,
+            kind="text", text="hello", language_hint=None,
+        )))
+
+    threads = [threading.Thread(target=worker) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([r for r in results if r is not None]) == 1
+
+
+def test_messages_come_out_in_arrival_order_per_reporter(db: Database) -> None:
+    now = utcnow()
+    for number in range(3):
+        db.run_sync(lambda s, n=number: repo.record_inbound(
+            s, channel="sms", provider_message_id=f"SM{n}", reporter_id="a" * 64,
+            kind="text", text=f"message {n}", language_hint=None, now=now,
+        ))
+    first = db.run_sync(lambda s: repo.get_oldest_pending(s, reporter_id="a" * 64))
+    assert first is not None and first.text == "message 0"
+    db.run_sync(lambda s: repo.complete_inbound(s, inbound_id=first.id))  # type: ignore[arg-type]
+    second = db.run_sync(lambda s: repo.get_oldest_pending(s, reporter_id="a" * 64))
+    assert second is not None and second.text == "message 1"
+    done = db.run_sync(lambda s: s.get(type(first), first.id))
+    assert done.text is None  # the text is not kept once processed
+
+
+def test_postponed_messages_are_not_due_yet(db: Database) -> None:
+    now = utcnow()
+    inbound_id = db.run_sync(lambda s: repo.record_inbound(
+        s, channel="sms", provider_message_id="SM-late", reporter_id="b" * 64,
+        kind="text", text="x", language_hint=None, now=now,
+    ))
+    assert db.run_sync(lambda s: repo.list_due_reporters(s, now=now)) == ["b" * 64]
+    db.run_sync(lambda s: repo.postpone_inbound(
+        s, inbound_id=inbound_id, retry_at=now + timedelta(seconds=30), told_received=True))
+    assert db.run_sync(lambda s: repo.list_due_reporters(s, now=now)) == []
+    assert db.run_sync(lambda s: repo.list_due_reporters(s, now=now + timedelta(seconds=31))) == ["b" * 64]
+
+
+def test_tips_are_listed_most_urgent_first_then_oldest(db: Database) -> None:
+    now = utcnow()
+    specs = [("old normal", Urgency.NORMAL, 30), ("new critical", Urgency.CRITICAL, 1),
+             ("old critical", Urgency.CRITICAL, 20), ("low", Urgency.LOW, 40), ("high", Urgency.HIGH, 5)]
+    for n, (what, urgency, minutes_ago) in enumerate(specs):
+        db.run_sync(lambda s, w=what, u=urgency, m=minutes_ago, n=n: repo.create_tip(
+            s, tip=tip(what=w, submission_key=f"{n}" * 64), urgency=u, reasons=["test"],
+            now=now - timedelta(minutes=m)))
+    listed = db.run_sync(lambda s: [t.what for t in repo.list_tips(s)])
+    assert listed == ["old critical", "new critical", "high", "old normal", "low"]
+
+
+def test_tip_submission_is_idempotent_and_gets_a_receipt(db: Database) -> None:
+    first = db.run_sync(lambda s: repo.create_tip(s, tip=tip(), urgency=Urgency.NORMAL, reasons=[]))
+    again = db.run_sync(lambda s: repo.create_tip(s, tip=tip(), urgency=Urgency.NORMAL, reasons=[]))
+    assert first.id == again.id
+    assert len(first.receipt_code) == 9 and first.receipt_code[4] == "-"
+    assert first.status == TipStatus.NEW
+    found = db.run_sync(lambda s: repo.get_tip_by_receipt(s, receipt_code=first.receipt_code.lower()))
+    assert found is not None and found.id == first.id
+
+
+def test_vault_entries_expire_and_can_be_deleted(db: Database) -> None:
+    now = utcnow()
+    db.run_sync(lambda s: repo.put_vault_entry(
+        s, reporter_id="c" * 64, ciphertext=b"sealed", expires_at=now + timedelta(days=30)))
+    db.run_sync(lambda s: repo.put_vault_entry(
+        s, reporter_id="c" * 64, ciphertext=b"sealed-2", expires_at=now + timedelta(days=31)))
+    entry = db.run_sync(lambda s: repo.get_vault_entry(s, reporter_id="c" * 64, now=now))
+    assert entry is not None and entry.ciphertext == b"sealed-2"
+    later = now + timedelta(days=32)
+    assert db.run_sync(lambda s: repo.get_vault_entry(s, reporter_id="c" * 64, now=later)) is None
+    db.run_sync(lambda s: repo.delete_vault_entry(s, reporter_id="c" * 64))
+    assert db.run_sync(lambda s: repo.get_vault_entry(s, reporter_id="c" * 64, now=now)) is None
