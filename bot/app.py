@@ -36,8 +36,9 @@ from config.messages import GatewayMessages
 from nlu.language import LanguageDetector
 from nlu.rasa_client import RasaClient
 from storage import repo
-from storage.db import Database, make_engine, migrate
-from storage.models import TipCreate, TipPublic, utcnow
+from storage.db import Database, Session, make_engine, migrate
+from storage.rasa_trackers import delete_conversation
+from storage.models import Tip, TipCreate, TipPublic, utcnow
 
 logger = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
@@ -153,11 +154,15 @@ def create_app(
             messages=GatewayMessages(settings.languages, settings.default_language),
             config=PipelineConfig(
                 pepper=settings.privacy.pepper.get_secret_value(),
+                languages=tuple(settings.languages),
                 emergency_number=settings.emergency_number,
                 vault_days=settings.privacy.vault_days,
                 retry_seconds=settings.gateway.retry_seconds,
             ),
             clock=clock,
+            forget_dialogue=lambda reporter_id: delete_conversation(
+                settings.rasa.tracker_store_url, sender_id=reporter_id
+            ),
         )
         app.state.db = db
         app.state.pipeline = pipeline
@@ -217,15 +222,19 @@ def create_app(
             danger_now=tip.danger_now,
             language=tip.language,
         )
-        stored = await db.run(
-            lambda session: repo.create_tip(
+        def store(session: Session) -> Tip:
+            stored = repo.create_tip(
                 session,
                 tip=TipCreate(**tip.model_dump()),
                 urgency=assessment.urgency,
                 reasons=assessment.reasons,
                 now=clock(),
             )
-        )
+            # Files and a location the reporter sent during this conversation join the tip.
+            repo.attach_pending_to_tip(session, tip=stored)
+            return stored
+
+        stored = await db.run(store)
         logger.info("tip.stored", extra={"urgency": stored.urgency, "language": stored.language})
         return {"receipt_code": stored.receipt_code}
 

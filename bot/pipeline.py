@@ -20,18 +20,23 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.privacy import VaultCipher, VaultError, pseudonymize
 from channels import (
     ChannelAdapter,
     Choice,
+    Command,
     IncomingMessage,
+    MediaRef,
     MessageKind,
     Reply,
     ReplyAddress,
+    SendContext,
     SendError,
     WebhookRequest,
 )
+from channels.media import MediaError, MediaTooLargeError, scrub
 from channels.base import WebhookAck
 from config.messages import GatewayMessages
 from nlu.language import LanguageDetector, choose_conversation_language
@@ -43,10 +48,49 @@ from storage.models import InboundMessage, Reporter, utcnow
 logger = logging.getLogger(__name__)
 
 
+# Payload prefix of the language menu's choices: handled here, never sent to Rasa.
+LANGUAGE_CHOICE = "lang:"
+
+# Messages that get a polite answer and nothing else (the key of the answer's text).
+_POLITE_REFUSALS = {
+    MessageKind.UNSUPPORTED: "unsupported_content",
+    MessageKind.TOO_LARGE: "too_large",
+    MessageKind.EDITED: "edited_not_processed",  # never a second tip from an edit
+}
+
+
+@dataclass
+class Turn:
+    """One message being processed, with what the worker looked up for it."""
+
+    inbound: InboundMessage
+    reporter: Reporter
+    address: ReplyAddress | None
+    adapter: ChannelAdapter | None
+
+
+def message_details(message: IncomingMessage) -> dict[str, Any]:
+    """What the worker needs besides the text, in a JSON-safe form for the inbound row."""
+    details: dict[str, Any] = {}
+    if message.command is not None:
+        details["command"] = message.command.value
+    if message.choice is not None:
+        details["choice"] = message.choice
+    if message.location is not None:
+        details["location"] = list(message.location)
+    if message.attachments:
+        details["attachments"] = [
+            {"kind": a.kind, "content_type": a.content_type, "ref": a.provider_ref, "size": a.size}
+            for a in message.attachments
+        ]
+    return details
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     pepper: str
     emergency_number: str
+    languages: tuple[str, ...]
     vault_days: int = 30
     retry_seconds: float = 5.0
     max_retry_seconds: float = 300.0
@@ -77,6 +121,7 @@ class Pipeline:
         messages: GatewayMessages,
         config: PipelineConfig,
         clock: Callable[[], datetime] = utcnow,
+        forget_dialogue: Callable[[str], object] | None = None,
     ) -> None:
         self.adapters = dict(adapters)
         self._db = db
@@ -86,6 +131,8 @@ class Pipeline:
         self._messages = messages
         self._config = config
         self._clock = clock
+        # Deletes a reporter's conversation from the dialogue's tracker store (blocking call).
+        self._forget_dialogue = forget_dialogue
         self._wakeup = asyncio.Event()
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -120,6 +167,7 @@ class Pipeline:
                 kind=message.kind.value,
                 text=message.text,
                 language_hint=message.language_hint,
+                details=message_details(message),
                 now=now,
             )
             if inbound_id is None:
@@ -183,31 +231,56 @@ class Pipeline:
             self._wakeup.set()
 
     async def _handle(self, inbound: InboundMessage) -> bool:
-        """One message through language, dialogue and reply. False if it must wait."""
+        """One message: what it is decides the path. False if it must wait (kept, retried)."""
         assert inbound.id is not None
-        inbound_id, reporter_id = inbound.id, inbound.reporter_id
+        reporter_id = inbound.reporter_id
         state = await self._db.run(
             lambda session: repo.get_reporter(session, reporter_id=reporter_id)
         )
-        reporter = state or Reporter(reporter_id=reporter_id, channel=inbound.channel)
-        address = await self._open_address(reporter_id)
-        adapter = self.adapters.get(inbound.channel)
+        turn = Turn(
+            inbound=inbound,
+            reporter=state or Reporter(reporter_id=reporter_id, channel=inbound.channel),
+            address=await self._open_address(reporter_id),
+            adapter=self.adapters.get(inbound.channel),
+        )
+        kind = MessageKind(inbound.kind)
+        details = inbound.details or {}
 
-        if inbound.kind != MessageKind.TEXT.value:
-            language = reporter.language or self._messages.default
-            await self._db.run(lambda session: repo.complete_inbound(session, inbound_id=inbound_id))
-            await self._reply(adapter, address, Reply(self._messages.get(language, "unsupported_content")))
-            return True
+        if kind in _POLITE_REFUSALS:
+            return await self._answer(turn, _POLITE_REFUSALS[kind])
+        if kind is MessageKind.COMMAND:
+            return await self._command(turn, Command(details["command"]))
 
         text = inbound.text or ""
-        payload = self._choice_payload(text, reporter.last_choices)
+        if kind is MessageKind.LOCATION:
+            latitude, longitude = details["location"]
+            await self._db.run(lambda session: repo.set_pending_location(
+                session, reporter_id=reporter_id, latitude=latitude, longitude=longitude))
+            # Into the dialogue as text, so it answers "where?" when that is the question.
+            text = f"📍 {latitude:.5f}, {longitude:.5f}"
+        elif kind is MessageKind.MEDIA:
+            if not await self._keep_media(turn, details.get("attachments", [])):
+                return False
+            if not text:  # no caption: thank them, the file joins the tip when it is sent
+                return await self._answer(turn, "media_received")
+
+        payload = self._choice_payload(text, details.get("choice"), turn.reporter.last_choices)
+        if payload is not None and payload.startswith(LANGUAGE_CHOICE):
+            return await self._set_language(turn, payload.removeprefix(LANGUAGE_CHOICE))
+        return await self._dialogue(turn, text, payload)
+
+    async def _dialogue(self, turn: Turn, text: str, payload: str | None) -> bool:
+        """A turn of the Rasa dialogue, in the conversation's language."""
+        inbound, reporter = turn.inbound, turn.reporter
+        reporter_id = inbound.reporter_id
+        assert inbound.id is not None
+        inbound_id = inbound.id
         if payload is None:
             language = choose_conversation_language(
                 self._detector, text, current=reporter.language, provider_hint=inbound.language_hint
             ).language
         else:
             language = reporter.language or self._messages.default
-
         last_turn = repo.as_utc(reporter.last_turn_at) if reporter.last_turn_at else None
         new_conversation = last_turn is None or (
             self._clock() - last_turn > timedelta(hours=self._config.conversation_hours)
@@ -230,7 +303,7 @@ class Pipeline:
             else:
                 utterances = await self._rasa.send_text(reporter_id, text, metadata=metadata)
         except DialogueUnavailableError as exc:
-            await self._postpone(inbound, language, adapter, address, reason=str(exc))
+            await self._postpone(turn, language, reason=str(exc))
             return False
 
         reply = merge_utterances(utterances)
@@ -246,41 +319,128 @@ class Pipeline:
         # Done before sending: a crash after this loses one reply, never sends it twice.
         await self._db.run(finish)
         if reply is not None:
-            await self._reply(adapter, address, reply)
+            await self._reply(turn, reply, language)
         return True
 
-    async def _postpone(
-        self,
-        inbound: InboundMessage,
-        language: str,
-        adapter: ChannelAdapter | None,
-        address: ReplyAddress | None,
-        *,
-        reason: str,
-    ) -> None:
+    async def _command(self, turn: Turn, command: Command) -> bool:
+        if command is Command.DELETE:
+            return await self._forget(turn)
+        if command is Command.LANGUAGE:
+            return await self._language_menu(turn)
+        # /start, START after STOP and /help go to the dialogue as the matching intent.
+        intent = "/help" if command is Command.HELP else "/greet"
+        return await self._dialogue(turn, "", intent)
+
+    async def _language_menu(self, turn: Turn) -> bool:
+        """A numbered menu, each language written in its own name."""
+        languages = self._config.languages
+        language = turn.reporter.language or self._messages.default
+        reply = Reply(
+            self._messages.get(language, "language_menu"),
+            tuple(Choice(self._messages.language_name(code), LANGUAGE_CHOICE + code)
+                  for code in languages),
+        )
+        return await self._answer(turn, reply, choices=[c.payload for c in reply.choices])
+
+    async def _set_language(self, turn: Turn, language: str) -> bool:
+        if language not in self._config.languages:
+            language = turn.reporter.language or self._messages.default
+        reporter_id = turn.inbound.reporter_id
+        await self._db.run(lambda session: repo.set_reporter_language(
+            session, reporter_id=reporter_id, language=language))
+        turn.reporter.language = language
+        return await self._answer(turn, "language_set")
+
+    async def _forget(self, turn: Turn) -> bool:
+        """Erase the reporter's address, conversation and dialogue history, then confirm.
+
+        The confirmation goes first: once the vault entry is gone there is nobody to tell.
+        We hold this reporter's turn, so no dialogue turn is saving their tracker meanwhile.
+        """
+        language = turn.reporter.language or self._messages.default
+        reporter_id = turn.inbound.reporter_id
+        await self._reply(turn, Reply(self._messages.get(language, "forgotten")), language)
+        await self._db.run(lambda session: repo.forget_reporter(session, reporter_id=reporter_id))
+        if self._forget_dialogue is not None:
+            await asyncio.to_thread(self._forget_dialogue, reporter_id)
+        logger.info("pipeline.reporter.forgotten")
+        return True
+
+    async def _keep_media(self, turn: Turn, attachments: Sequence[Mapping[str, Any]]) -> bool:
+        """Fetch, scrub and store each file; False (retry later) if the provider fails."""
+        reporter_id = turn.inbound.reporter_id
+        for item in attachments:
+            ref = MediaRef(kind=item["kind"], content_type=item["content_type"],
+                           provider_ref=item["ref"], size=item.get("size"))
+            if turn.adapter is None:
+                return True
+            try:
+                raw = await turn.adapter.fetch_media(ref)
+                clean = scrub(raw, ref.content_type)
+            except SendError:  # the provider may be down: keep the message, try again
+                await self._postpone(turn, turn.reporter.language or self._messages.default,
+                                     reason="media download failed", tell=False)
+                return False
+            except MediaTooLargeError:
+                await self._reply(turn, Reply(self._messages.get(
+                    turn.reporter.language, "too_large")), turn.reporter.language or "")
+                continue
+            except MediaError:
+                logger.warning("pipeline.media.unreadable", extra={"kind": ref.kind})
+                continue
+            await self._db.run(lambda session, c=clean, k=ref.kind: repo.store_attachment(
+                session, reporter_id=reporter_id, kind=k, content_type=c.content_type,
+                data=c.data, metadata_removed=c.metadata_removed,
+                flagged_reason=c.flagged_reason, now=self._clock()))
+        return True
+
+    async def _answer(self, turn: Turn, message: str | Reply, *, choices: Sequence[str] = ()) -> bool:
+        """A reply from the gateway itself (no dialogue turn), in the conversation's language."""
+        language = turn.reporter.language or self._messages.default
+        reply = message if isinstance(message, Reply) else Reply(self._messages.get(language, message))
+        reporter_id, inbound_id = turn.inbound.reporter_id, turn.inbound.id
+        assert inbound_id is not None
+
+        def finish(session: Session) -> None:
+            repo.complete_inbound(session, inbound_id=inbound_id)
+            if choices:
+                repo.set_reporter_choices(session, reporter_id=reporter_id, payloads=choices)
+
+        await self._db.run(finish)
+        await self._reply(turn, reply, language)
+        return True
+
+    async def _postpone(self, turn: Turn, language: str, *, reason: str, tell: bool = True) -> None:
+        inbound = turn.inbound
         assert inbound.id is not None
         inbound_id = inbound.id
         delay = min(
             self._config.retry_seconds * 2 ** min(inbound.attempts, 8), self._config.max_retry_seconds
         )
-        tell = not inbound.told_received
-        logger.warning(
-            "pipeline.dialogue.unavailable", extra={"reason": reason, "retry_in": delay}
-        )
+        tell = tell and not inbound.told_received
+        logger.warning("pipeline.dialogue.unavailable", extra={"reason": reason, "retry_in": delay})
         await self._db.run(
             lambda session: repo.postpone_inbound(
                 session,
                 inbound_id=inbound_id,
                 retry_at=self._clock() + timedelta(seconds=delay),
-                told_received=True,
+                told_received=inbound.told_received or tell,
             )
         )
         if tell:
-            await self._reply(adapter, address, Reply(self._messages.get(language, "received_will_reply")))
+            await self._reply(turn, Reply(self._messages.get(language, "received_will_reply")), language)
 
     @staticmethod
-    def _choice_payload(text: str, last_choices: Sequence[str]) -> str | None:
-        """On SMS a reporter answers a numbered choice with its number."""
+    def _choice_payload(
+        text: str, pressed: str | None, last_choices: Sequence[str]
+    ) -> str | None:
+        """The payload of the choice the reporter made, if any.
+
+        A pressed button (Telegram) counts only if we offered it last: payloads reach Rasa as
+        intents, so a forged callback must not inject one. On SMS the reporter types the number.
+        """
+        if pressed is not None:
+            return pressed if pressed in last_choices else None
         stripped = text.strip().rstrip(".)")
         if stripped.isdigit() and last_choices:
             index = int(stripped) - 1
@@ -300,14 +460,13 @@ class Pipeline:
             logger.error("pipeline.vault.unreadable")
             return None
 
-    async def _reply(
-        self, adapter: ChannelAdapter | None, address: ReplyAddress | None, reply: Reply
-    ) -> None:
-        if adapter is None or address is None:
+    async def _reply(self, turn: Turn, reply: Reply, language: str) -> None:
+        if turn.adapter is None or turn.address is None:
             logger.warning("pipeline.reply.no_address")
             return
+        context = SendContext(language=language, last_inbound_at=repo.as_utc(turn.inbound.received_at))
         try:
-            await adapter.send(address, reply)
+            await turn.adapter.send(turn.address, reply, context)
         except SendError as exc:
             logger.error("pipeline.reply.failed", extra={"error": type(exc).__name__})
 

@@ -70,6 +70,9 @@ class InboundMessage(SQLModel, table=True):
     received_at: datetime = _timestamp()
     kind: str = Field(default="text", max_length=16)
     text: str | None = None
+    # Command, pressed button, shared location, media references: what the worker needs
+    # besides the text. Cleared with the text once processed.
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     language_hint: str | None = Field(default=None, max_length=8)
     state: InboundState = Field(default=InboundState.PENDING, sa_type=String(16), index=True)
     attempts: int = 0
@@ -144,6 +147,7 @@ class Tip(TipBase, table=True):
     urgency_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: TipStatus = Field(default=TipStatus.NEW, sa_type=String(16))
     received_at: datetime = _timestamp(index=True)
+
 
 
 class Attachment(SQLModel, table=True):

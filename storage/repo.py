@@ -5,17 +5,20 @@ Nothing here sees a raw address: reporters are pseudonyms, the vault holds ciphe
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, delete, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from storage.models import (
     URGENCY_RANK,
+    Attachment,
     InboundMessage,
     InboundState,
     Reporter,
@@ -53,6 +56,7 @@ def record_inbound(
     kind: str,
     text: str | None,
     language_hint: str | None,
+    details: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> int | None:
     """Record a provider message once. Returns its id, or None if it was already recorded.
@@ -70,6 +74,7 @@ def record_inbound(
             reporter_id=reporter_id,
             kind=kind,
             text=text,
+            details=details or {},
             language_hint=language_hint,
             state=InboundState.PENDING,
             attempts=0,
@@ -120,7 +125,7 @@ def complete_inbound(session: Session, *, inbound_id: int) -> None:
     session.execute(
         update(InboundMessage)
         .where(col(InboundMessage.id) == inbound_id)
-        .values(state=InboundState.DONE, text=None)
+        .values(state=InboundState.DONE, text=None, details={})
     )
 
 
@@ -165,6 +170,20 @@ def touch_reporter(
         reporter.last_contact_at = now
     session.flush()
     return reporter
+
+
+def set_reporter_language(session: Session, *, reporter_id: str, language: str) -> None:
+    session.execute(
+        update(Reporter).where(col(Reporter.reporter_id) == reporter_id).values(language=language)
+    )
+
+
+def set_reporter_choices(session: Session, *, reporter_id: str, payloads: Sequence[str]) -> None:
+    session.execute(
+        update(Reporter)
+        .where(col(Reporter.reporter_id) == reporter_id)
+        .values(last_choices=list(payloads))
+    )
 
 
 def record_turn(
@@ -269,3 +288,88 @@ def table_names(engine: Engine) -> list[str]:
     from sqlalchemy import inspect
 
     return list(inspect(engine).get_table_names())
+
+
+# --- Attachments and shared locations --------------------------------------------------------
+
+
+def store_attachment(
+    session: Session,
+    *,
+    reporter_id: str,
+    kind: str,
+    content_type: str,
+    data: bytes,
+    metadata_removed: bool,
+    flagged_reason: str | None,
+    now: datetime | None = None,
+) -> Attachment:
+    """Keep a scrubbed file until the reporter's tip is submitted, which takes it."""
+    attachment = Attachment(
+        reporter_id=reporter_id,
+        kind=kind,
+        content_type=content_type,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        data=data,
+        metadata_removed=metadata_removed,
+        flagged_reason=flagged_reason,
+        received_at=now or utcnow(),
+    )
+    session.add(attachment)
+    session.flush()
+    return attachment
+
+
+def set_pending_location(
+    session: Session, *, reporter_id: str, latitude: float, longitude: float
+) -> None:
+    session.execute(
+        update(Reporter)
+        .where(col(Reporter.reporter_id) == reporter_id)
+        .values(pending_latitude=latitude, pending_longitude=longitude)
+    )
+
+
+def attach_pending_to_tip(session: Session, *, tip: Tip) -> None:
+    """Give a newly stored tip the reporter's files and shared location from this conversation."""
+    assert tip.id is not None
+    session.execute(
+        update(Attachment)
+        .where(col(Attachment.reporter_id) == tip.reporter_id)
+        .where(col(Attachment.tip_id).is_(None))
+        .values(tip_id=tip.id)
+    )
+    reporter = session.get(Reporter, tip.reporter_id)
+    if reporter is not None and reporter.pending_latitude is not None:
+        tip.latitude, tip.longitude = reporter.pending_latitude, reporter.pending_longitude
+        reporter.pending_latitude = reporter.pending_longitude = None
+    session.flush()
+
+
+def list_attachments(session: Session, *, tip_id: int) -> list[Attachment]:
+    return list(session.exec(select(Attachment).where(Attachment.tip_id == tip_id)))
+
+
+# --- Forgetting a reporter -------------------------------------------------------------------
+
+
+def forget_reporter(session: Session, *, reporter_id: str) -> None:
+    """Erase what links a pseudonym to a person: the reply address, the conversation state,
+    unsubmitted files, and the text of messages not yet processed. Stored tips stay (they are
+    the officers' record and hold no address)."""
+    delete_vault_entry(session, reporter_id=reporter_id)
+    reporter = session.get(Reporter, reporter_id)
+    if reporter is not None:
+        session.delete(reporter)
+    session.execute(
+        delete(Attachment)
+        .where(col(Attachment.reporter_id) == reporter_id)
+        .where(col(Attachment.tip_id).is_(None))
+    )
+    session.execute(
+        update(InboundMessage)
+        .where(col(InboundMessage.reporter_id) == reporter_id)
+        .where(col(InboundMessage.state) == InboundState.PENDING)
+        .values(state=InboundState.DONE, text=None, details={})
+    )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 01:09:16.540559
+Create Date: 2026-11-21 01:10:42.994947
 """
 
 from collections.abc import Sequence
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+
 revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -18,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
+    
     op.create_table('inbound_message',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -27,6 +28,7 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('details', sa.JSON(), nullable=False),
     sa.Column('language_hint', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=True),
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
@@ -107,11 +109,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_attachment_reporter_id'), ['reporter_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_attachment_tip_id'), ['tip_id'], unique=False)
 
-
+    
 
 
 def downgrade() -> None:
-
+    
     with op.batch_alter_table('attachment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attachment_tip_id'))
         batch_op.drop_index(batch_op.f('ix_attachment_reporter_id'))
@@ -134,4 +136,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_inbound_message_next_attempt_at'))
 
     op.drop_table('inbound_message')
-
+    
