@@ -21,40 +21,59 @@ from urllib.parse import parse_qsl
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
+from bot.console import install_console
 from bot.pipeline import Pipeline, PipelineConfig
 from bot.privacy import VaultCipher, configure_logging
 from bot.urgency import assess
 from channels import ChannelAdapter, WebhookAuthError, WebhookRequest
 from channels.local import LocalChatAdapter
+from channels.telegram import TelegramAdapter
 from channels.twilio_sms import TwilioSmsAdapter
+from channels.whatsapp import TwilioWhatsAppAdapter
 from config import Settings
 from config.messages import GatewayMessages
 from nlu.language import LanguageDetector
-from nlu.rasa_client import RasaClient
-from storage import repo
+from nlu.rasa_client import CachedBaseUrl, RasaClient
+from storage import repo, runtime
 from storage.db import Database, Session, make_engine, migrate
+from storage.models import Tip, TipCreate, utcnow
 from storage.rasa_trackers import delete_conversation
-from storage.models import Tip, TipCreate, TipPublic, utcnow
 
 logger = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 MAX_WEBHOOK_BYTES = 256 * 1024
 
 
-def build_adapters(settings: Settings, http: httpx.AsyncClient) -> dict[str, ChannelAdapter]:
-    """The channel registry: settings choose which adapters are on."""
+def build_adapters(
+    settings: Settings, http: httpx.AsyncClient, messages: GatewayMessages
+) -> dict[str, ChannelAdapter]:
+    """The channel registry: settings choose which adapters are on. A new channel is one
+    adapter in channels/ and one entry here."""
     adapters: dict[str, ChannelAdapter] = {}
+    keywords = messages.keywords()  # STOP/HELP/LANGUAGE... in every configured language
+    limit = settings.channels.max_media_bytes
+    twilio_token = settings.twilio.auth_token.get_secret_value()
     if settings.channels.sms:
         adapters[TwilioSmsAdapter.name] = TwilioSmsAdapter(
-            account_sid=settings.twilio.account_sid,
-            auth_token=settings.twilio.auth_token.get_secret_value(),
-            sms_from=settings.twilio.sms_from,
-            public_base_url=settings.twilio.public_base_url,
-            http=http,
+            account_sid=settings.twilio.account_sid, auth_token=twilio_token,
+            sms_from=settings.twilio.sms_from, public_base_url=settings.twilio.public_base_url,
+            http=http, keywords=keywords, max_media_bytes=limit,
+        )
+    if settings.channels.whatsapp:
+        adapters[TwilioWhatsAppAdapter.name] = TwilioWhatsAppAdapter(
+            account_sid=settings.twilio.account_sid, auth_token=twilio_token,
+            sender=settings.whatsapp.sender, public_base_url=settings.twilio.public_base_url,
+            http=http, template_content_sid=settings.whatsapp.template_content_sid,
+            keywords=keywords, max_media_bytes=limit,
+        )
+    if settings.channels.telegram:
+        adapters[TelegramAdapter.name] = TelegramAdapter(
+            bot_token=settings.telegram.bot_token.get_secret_value(),
+            webhook_secret=settings.telegram.webhook_secret.get_secret_value(),
+            api_base_url=settings.telegram.api_base_url, http=http, max_media_bytes=limit,
         )
     if settings.channels.local and settings.is_development:
         adapters[LocalChatAdapter.name] = LocalChatAdapter()
@@ -76,9 +95,6 @@ class SubmittedTip(BaseModel):
 
 # --- dependencies (module level: route signatures are resolved against module globals) -----
 
-_basic = HTTPBasic(auto_error=False)
-
-
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -92,25 +108,6 @@ def db_of(request: Request) -> Database:
 def pipeline_of(request: Request) -> Pipeline:
     pipeline: Pipeline = request.app.state.pipeline
     return pipeline
-
-
-def require_officer(
-    settings: Annotated[Settings, Depends(settings_of)],
-    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-) -> str:
-    """Until console accounts exist: one officer login from settings, HTTP Basic."""
-    expected_user = settings.console.officer_user.encode()
-    expected_password = settings.console.officer_password.get_secret_value().encode()
-    given_user = credentials.username.encode() if credentials else b""
-    given_password = credentials.password.encode() if credentials else b""
-    # Compare both, always, so timing does not tell which one was wrong.
-    user_ok = hmac.compare_digest(given_user, expected_user)
-    password_ok = hmac.compare_digest(given_password, expected_password)
-    if not (credentials and user_ok and password_ok and expected_password):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": 'Basic realm="officers"'}
-        )
-    return settings.console.officer_user
 
 
 def require_actions_token(request: Request, settings: Annotated[Settings, Depends(settings_of)]) -> None:
@@ -139,19 +136,27 @@ def create_app(
         await asyncio.to_thread(migrate, settings.database.url)
         db = Database(make_engine(settings.database.url, echo=settings.database.echo))
         http = httpx.AsyncClient(transport=transport, timeout=30)
-        adapters = build_adapters(settings, http)
+        messages = GatewayMessages(settings.languages, settings.default_language)
+        adapters = build_adapters(settings, http, messages)
         pipeline = Pipeline(
             adapters=adapters,
             db=db,
             rasa=RasaClient(
                 http,
-                base_url=settings.rasa.url,
+                # `tipline flows reload` switches Rasa servers by publishing the live one in
+                # the database; a second's delay in noticing costs nothing (the old server
+                # serves until the supervisor's grace period ends).
+                base_url=CachedBaseUrl(
+                    lambda: db.run(lambda session: (runtime.get_setting(
+                        session, key=runtime.DIALOGUE) or {}).get("url")),
+                    fallback=settings.rasa.url, ttl=1.0,
+                ),
                 token=settings.rasa.token.get_secret_value(),
                 timeout=settings.rasa.timeout_seconds,
             ),
             detector=LanguageDetector(settings.languages, default=settings.default_language),
             cipher=VaultCipher(settings.privacy.vault_key.get_secret_value()),
-            messages=GatewayMessages(settings.languages, settings.default_language),
+            messages=messages,
             config=PipelineConfig(
                 pepper=settings.privacy.pepper.get_secret_value(),
                 languages=tuple(settings.languages),
@@ -167,13 +172,26 @@ def create_app(
         app.state.db = db
         app.state.pipeline = pipeline
         worker = asyncio.create_task(pipeline.run_worker()) if run_worker else None
+        # Telegram without a public URL: long polling feeds the same ingest path.
+        stop_polling = asyncio.Event()
+        telegram = adapters.get(TelegramAdapter.name)
+        poller = None
+        if isinstance(telegram, TelegramAdapter) and settings.telegram.mode == "polling":
+
+            async def deliver(request: WebhookRequest) -> None:
+                await pipeline.ingest(TelegramAdapter.name, request)
+
+            poller = asyncio.create_task(telegram.poll(deliver, stop=stop_polling))
         try:
             yield
         finally:
-            if worker is not None:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+            stop_polling.set()
+            for task in (worker, poller):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await pipeline.aclose()
             for adapter in adapters.values():
                 await adapter.aclose()
             await http.aclose()
@@ -181,6 +199,7 @@ def create_app(
 
     app = FastAPI(title="Tip line gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
+    install_console(app, settings, clock=clock)  # officers' console + /api (bot/console)
     async def webhook_request(request: Request) -> WebhookRequest:
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BYTES:
@@ -237,18 +256,6 @@ def create_app(
         stored = await db.run(store)
         logger.info("tip.stored", extra={"urgency": stored.urgency, "language": stored.language})
         return {"receipt_code": stored.receipt_code}
-
-    async def queue(db: Database) -> list[TipPublic]:
-        tips = await db.run(lambda session: repo.list_tips(session))
-        return [TipPublic.model_validate(t, from_attributes=True) for t in tips]
-
-    @app.get("/api/tips", dependencies=[Depends(require_officer)])
-    async def api_tips(db: Annotated[Database, Depends(db_of)]) -> list[TipPublic]:
-        return await queue(db)
-
-    @app.get("/officers/tips", response_class=HTMLResponse, dependencies=[Depends(require_officer)])
-    async def officer_tips(request: Request, db: Annotated[Database, Depends(db_of)]) -> HTMLResponse:
-        return TEMPLATES.TemplateResponse(request, "tips.html", {"tips": await queue(db)})
 
     if settings.is_development and settings.channels.local:
         @app.get("/try", response_class=HTMLResponse, include_in_schema=False)

@@ -61,6 +61,260 @@ def cmd_chat(args: argparse.Namespace) -> int:
                 time.sleep(0.3)
 
 
+def cmd_flows_check(args: argparse.Namespace) -> int:
+    """Check the dialogue and gateway texts; print one `file:line: message` per problem."""
+    import importlib
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    from config import Settings
+    from config.settings import DEFAULT_YAML, PROJECT_DIR
+    from nlu.check import check_project, check_yaml_file
+    from nlu.runtime import RasaEnvironmentError
+
+    config_file = Path(os.environ.get("TIPLINE_CONFIG_FILE", DEFAULT_YAML))
+    try:
+        # Development mode: checking files must work on a machine that holds no secrets.
+        settings = Settings(environment="development")
+    except yaml.YAMLError:
+        problems = check_yaml_file(config_file, root=PROJECT_DIR)
+    except ValueError as exc:
+        raise SettingsError(f"{config_file}: {exc}") from exc
+    else:
+        # bot.urgency is being extended with check_lexicon; until it exists, say so.
+        urgency = importlib.import_module("bot.urgency")
+        checker = getattr(urgency, "check_lexicon", None)
+        if checker is None:
+            print("note: urgency word lists were checked for YAML syntax only "
+                  "(bot.urgency.check_lexicon is not available yet)", file=sys.stderr)
+        try:
+            problems = check_project(
+                languages=settings.languages, default_language=settings.default_language,
+                config_file=config_file, root=PROJECT_DIR, run_rasa=not args.no_rasa,
+                lexicon_checker=checker, say=lambda message: print(message, file=sys.stderr),
+            )
+        except RasaEnvironmentError as exc:
+            print(f"tipline: Rasa's validation cannot run ({exc}); "
+                  "`tipline flows check --no-rasa` runs the other checks", file=sys.stderr)
+            return 2
+    for problem in problems:
+        print(problem)
+    if problems:
+        files = len({problem.file for problem in problems})
+        print(f"{len(problems)} problem(s) in {files} file(s). Nothing was changed; "
+              "fix them and run `tipline flows check` again.")
+        return 1
+    rasa = "without Rasa's validation" if args.no_rasa else "including Rasa's validation"
+    print(f"No problems found (languages: {', '.join(settings.languages)}; {rasa}).")
+    return 0
+
+
+def _flows_inputs() -> tuple[object, object, object] | None:
+    """Settings, config file and urgency checker for `flows train`/`flows reload`; None (after
+    printing the problem) when config/tipline.yml itself is not valid YAML."""
+    import importlib
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    from config import Settings
+    from config.settings import DEFAULT_YAML, PROJECT_DIR
+    from nlu.check import check_yaml_file
+
+    config_file = Path(os.environ.get("TIPLINE_CONFIG_FILE", DEFAULT_YAML))
+    try:
+        # No secret is needed to train, and the data directory and database are the ones
+        # `tipline run` uses (same environment and config file).
+        settings = Settings()
+    except yaml.YAMLError:
+        for problem in check_yaml_file(config_file, root=PROJECT_DIR):
+            print(problem)
+        print("Nothing was trained; the running bot is unchanged.")
+        return None
+    except ValueError as exc:
+        raise SettingsError(f"{config_file}: {exc}") from exc
+    checker = getattr(importlib.import_module("bot.urgency"), "check_lexicon", None)
+    return settings, config_file, checker
+
+
+def _print_problems(problems: list[object]) -> int:
+    for problem in problems:
+        print(problem)
+    files = len({getattr(problem, "file", "") for problem in problems})
+    print(f"{len(problems)} problem(s) in {files} file(s). Nothing was trained and the running "
+          "bot is unchanged; fix them (`tipline flows check` lists them) and try again.")
+    return 1
+
+
+def cmd_flows_train(_args: argparse.Namespace) -> int:
+    """Check, then train the dialogue model only if the files changed since the last training."""
+    from bot.runner import FlowsProblemsError, train_flows
+    from nlu.runtime import RasaEnvironmentError
+
+    inputs = _flows_inputs()
+    if inputs is None:
+        return 1
+    settings, config_file, checker = inputs
+    print("Checking the dialogue files...", flush=True)
+    try:
+        trained = train_flows(settings, config_file=config_file,  # type: ignore[arg-type]
+                              lexicon_checker=checker,  # type: ignore[arg-type]
+                              say=lambda message: print(message, flush=True))
+    except FlowsProblemsError as exc:
+        return _print_problems(exc.problems)  # type: ignore[arg-type]
+    except RasaEnvironmentError as exc:
+        print(f"tipline: {exc}", file=sys.stderr)
+        return 1
+    fingerprint = trained.prepared.fingerprint
+    if trained.skipped:
+        print(f"Nothing changed since model {fingerprint} was trained: training skipped "
+              f"({trained.seconds:.1f} s).")
+    else:
+        print(f"Trained model {fingerprint} in {trained.seconds:.0f} s. "
+              "`tipline flows reload` puts it live.")
+    return 0
+
+
+def cmd_flows_reload(args: argparse.Namespace) -> int:
+    """Train if needed, then have the running `tipline run` put the model live."""
+    from bot.runner import FlowsError, FlowsProblemsError, reload_flows
+    from nlu.runtime import RasaEnvironmentError
+
+    inputs = _flows_inputs()
+    if inputs is None:
+        return 1
+    settings, config_file, checker = inputs
+    print("Checking the dialogue files...", flush=True)
+    try:
+        live = reload_flows(settings, config_file=config_file,  # type: ignore[arg-type]
+                            lexicon_checker=checker, timeout=args.timeout,  # type: ignore[arg-type]
+                            say=lambda message: print(message, flush=True))
+    except FlowsProblemsError as exc:
+        return _print_problems(exc.problems)  # type: ignore[arg-type]
+    except (FlowsError, RasaEnvironmentError) as exc:
+        print(f"tipline: {exc}. The model that was live stays live.", file=sys.stderr)
+        return 1
+    print(f"Live: model {live.get('model')} on {live.get('url')} since {live.get('since')}.")
+    return 0
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    """Urgency and language for JSON Lines tips on stdin, one JSON line out per line in."""
+    import yaml
+
+    from bot.triage import run_triage
+    from bot.urgency import LexiconError
+    from config import Settings
+
+    # Only the languages are read: triage touches no secret, so it skips load_settings'
+    # secret check and works on an administrator's laptop with nothing configured.
+    try:
+        settings = Settings(environment="development")
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SettingsError(str(exc)) from exc
+    try:
+        return run_triage(sys.stdin, sys.stdout, languages=settings.languages,
+                          default_language=settings.default_language, lexicon_dir=args.lexicon)
+    except LexiconError as exc:
+        for error in exc.errors:
+            print(f"tipline: {error}", file=sys.stderr)
+        return 2
+
+
+# --- officers: console accounts (bot/console/accounts.py) --------------------------------
+
+
+def _officers_settings() -> object:
+    from config import Settings
+
+    # Only the database URL is needed: no secret check, so it works before the first start.
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
+def _officers_password(args: argparse.Namespace) -> str:
+    import getpass
+
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password (12+ characters): ")
+    if getpass.getpass("Repeat the password: ") != first:
+        raise SystemExit("tipline: the passwords differ; nothing was created")
+    return first
+
+
+def cmd_officers_create(args: argparse.Namespace) -> int:
+    from bot.console.accounts import AccountError, create_account
+    from storage.console import OfficerRole
+
+    role = OfficerRole.ADMIN if args.officers_command == "create-admin" else OfficerRole(args.role)
+    try:
+        created = create_account(
+            _officers_settings(), username=args.username, role=role,  # type: ignore[arg-type]
+            password=_officers_password(args), with_totp=getattr(args, "totp", False),
+            language=args.language,
+        )
+    except AccountError as exc:
+        print(f"tipline: {exc}", file=sys.stderr)
+        return 1
+    print(f"Created {created.role} {created.username!r} (id {created.officer_id}).")
+    if created.totp_uri:
+        # Shown once: it is not displayed again. Add it to an authenticator app now.
+        print("Second factor (TOTP), shown only now; add it to an authenticator app:")
+        print(f"  secret: {created.totp_secret}")
+        print(f"  URI:    {created.totp_uri}")
+    return 0
+
+
+def cmd_officers_list(_args: argparse.Namespace) -> int:
+    from bot.console.accounts import list_accounts
+
+    for username, role, active, has_totp in list_accounts(_officers_settings()):  # type: ignore[arg-type]
+        flags = ("" if active else " (disabled)") + (" [totp]" if has_totp else "")
+        print(f"{username}\t{role}{flags}")
+    return 0
+
+
+def cmd_officers_disable(args: argparse.Namespace) -> int:
+    from bot.console.accounts import AccountError, disable_account
+
+    try:
+        disable_account(_officers_settings(), username=args.username)  # type: ignore[arg-type]
+    except AccountError as exc:
+        print(f"tipline: {exc}", file=sys.stderr)
+        return 1
+    print(f"Disabled {args.username!r}; its sessions have ended.")
+    return 0
+
+
+def add_officers_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    officers = sub.add_parser("officers", help="console accounts: create, list, disable")
+    officers_sub = officers.add_subparsers(dest="officers_command", required=True)
+    for name, text in (("create-admin", "create an admin account (with TOTP)"),
+                       ("create", "create an officer or supervisor account")):
+        command = officers_sub.add_parser(name, help=text)
+        command.add_argument("--username", required=True)
+        if name == "create":
+            command.add_argument("--role", choices=["officer", "supervisor", "admin"],
+                                 default="officer")
+            command.add_argument("--totp", action="store_true",
+                                 help="enrol TOTP for an officer (always on for others)")
+        command.add_argument("--language", choices=["en", "fr"], default=None,
+                             help="console language of the account")
+        command.add_argument("--password-stdin", action="store_true",
+                             help="read the password from one line of stdin (scripts)")
+        command.set_defaults(func=cmd_officers_create)
+    officers_sub.add_parser("list", help="list accounts").set_defaults(func=cmd_officers_list)
+    disable = officers_sub.add_parser("disable", help="disable an account, ending its sessions")
+    disable.add_argument("--username", required=True)
+    disable.set_defaults(func=cmd_officers_disable)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tipline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +326,26 @@ def main(argv: list[str] | None = None) -> int:
     chat.add_argument("--url", default="http://127.0.0.1:8000")
     chat.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a reply")
     chat.set_defaults(func=cmd_chat)
+    triage = sub.add_parser("triage", help="urgency and language for JSON Lines tips on stdin")
+    triage.add_argument("--lexicon", metavar="DIR", help="urgency word lists (default: config/urgency)")
+    triage.set_defaults(func=cmd_triage)
+    # Administrators' commands on the dialogue files; sub-commands are siblings under `flows`.
+    flows = sub.add_parser("flows", help="check, train and reload the dialogue (administrators)")
+    flows_sub = flows.add_subparsers(dest="flows_command", required=True)
+    flows_check = flows_sub.add_parser(
+        "check", help="find mistakes in the dialogue, translations and texts (file:line)")
+    flows_check.add_argument("--no-rasa", action="store_true",
+                             help="skip Rasa's own validation (a few seconds faster)")
+    flows_check.set_defaults(func=cmd_flows_check)
+    flows_sub.add_parser(
+        "train", help="check, then train the dialogue model if the files changed"
+    ).set_defaults(func=cmd_flows_train)
+    flows_reload = flows_sub.add_parser(
+        "reload", help="train if needed, then put the model live in the running `tipline run`")
+    flows_reload.add_argument("--timeout", type=float, default=300.0,
+                              help="seconds to wait for the new model to go live")
+    flows_reload.set_defaults(func=cmd_flows_reload)
+    add_officers_parser(sub)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)

@@ -36,13 +36,13 @@ from channels import (
     SendError,
     WebhookRequest,
 )
-from channels.media import MediaError, MediaTooLargeError, scrub
 from channels.base import WebhookAck
+from channels.media import MediaError, MediaTooLargeError, scrub
 from config.messages import GatewayMessages
 from nlu.language import LanguageDetector, choose_conversation_language
 from nlu.rasa_client import BotUtterance, DialogueUnavailableError, RasaClient
 from storage import repo
-from storage.db import Database, Session
+from storage.db import Database, GroupCommit, Session
 from storage.models import InboundMessage, Reporter, utcnow
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,9 @@ class Pipeline:
         # Deletes a reporter's conversation from the dialogue's tracker store (blocking call).
         self._forget_dialogue = forget_dialogue
         self._wakeup = asyncio.Event()
+        # Webhooks arriving together are recorded in one transaction (one fsync).
+        self._recorder: GroupCommit[Sequence[tuple[str, bytes, IncomingMessage]]] = GroupCommit(
+            db, self._record)
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -150,7 +153,7 @@ class Pipeline:
                  self._cipher.seal(m.reply_address), m)
                 for m in incoming
             ]
-            await self._db.run(lambda session: self._record(session, sealed))
+            await self._recorder.submit(sealed)
             self._wakeup.set()
         return adapter.ack()
 
@@ -162,7 +165,10 @@ class Pipeline:
             inbound_id = repo.record_inbound(
                 session,
                 channel=message.channel,
-                provider_message_id=message.provider_message_id,
+                # Keyed hash: a raw MessageSid leads straight to the provider's record of the
+                # sender; the hash still makes a provider's retry a duplicate.
+                provider_message_id=pseudonymize(
+                    self._config.pepper, "provider-id", message.provider_message_id),
                 reporter_id=reporter_id,
                 kind=message.kind.value,
                 text=message.text,
@@ -180,6 +186,9 @@ class Pipeline:
                 ciphertext=ciphertext,
                 expires_at=now + timedelta(days=self._config.vault_days),
             )
+
+    async def aclose(self) -> None:
+        await self._recorder.aclose()
 
     # --- worker path --------------------------------------------------------------------
 
@@ -220,7 +229,7 @@ class Pipeline:
                     inbound = await self._db.run(
                         lambda session: repo.get_oldest_pending(session, reporter_id=reporter_id)
                     )
-                    if inbound is None or inbound.next_attempt_at > self._clock():
+                    if inbound is None or repo.as_utc(inbound.next_attempt_at) > self._clock():
                         return
                     if not await self._handle(inbound):
                         return  # postponed: later messages wait, to keep the order

@@ -59,13 +59,19 @@ class VaultCipher:
         return ReplyAddress(str(data["channel"]), str(data["value"]))
 
 
-# Seven or more digits, optionally with +, spaces, dashes or brackets between them (not dots:
-# those are IP addresses and versions, which we log on purpose).
-_PHONE_SHAPE = re.compile(r"\+?\d[\d\s()\-]{5,}\d")
+# A run of digits with +, spaces, dots, dashes or brackets between them; it is a phone number
+# if it holds seven digits or more ("70.12.34.56" is one in much of West Africa). Loopback
+# addresses and ports stay readable; a full IP address is masked too, which is what we want.
+_PHONE_SHAPE = re.compile(r"\+?\d[\d\s().\-]{5,}\d")
+
+
+def _mask(match: re.Match[str]) -> str:
+    digits = sum(ch.isdigit() for ch in match.group(0))
+    return "[number]" if digits >= 7 else match.group(0)
 
 
 def mask_phone_numbers(text: str) -> str:
-    return _PHONE_SHAPE.sub("[number]", text)
+    return _PHONE_SHAPE.sub(_mask, text)
 
 
 class PhoneMaskFilter(logging.Filter):

@@ -1,12 +1,20 @@
-"""SMS through Twilio: signed webhooks in, Messages API out.
+"""SMS (and MMS) through Twilio: signed webhooks in, Messages API out.
 
-What it keeps of a webhook is declared in `KEPT_FIELDS`; everything else, including Twilio's
-FromCity/FromState/FromZip/FromCountry and their To* twins, is dropped at parse time.
+What it keeps of a webhook is declared in `KEPT_FIELDS` (plus the numbered MediaUrlN /
+MediaContentTypeN pairs); everything else, including Twilio's FromCity/FromState/FromZip/
+FromCountry and their To* twins, is dropped at parse time. The helpers shared with the WhatsApp
+adapter (keywords, media references) live here too.
+
+Never logs a number, a body or a media URL.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import ClassVar
 
 import httpx
@@ -16,7 +24,9 @@ from twilio.rest import Client
 
 from channels.base import (
     ChannelAdapter,
+    Command,
     IncomingMessage,
+    MediaRef,
     MessageKind,
     Reply,
     ReplyAddress,
@@ -28,40 +38,81 @@ from channels.base import (
     render_numbered,
     send_with_retry,
 )
+from channels.media import download_capped, media_kind
+from channels.sms_segments import sms_segments, split_text
 from channels.twilio_http import HttpxTwilioClient
+from config.messages import normalize_keyword
+
+logger = logging.getLogger(__name__)
 
 # Twilio concatenates up to 1600 characters into one message.
 TWILIO_MAX_BODY = 1600
+# Twilio accepts at most 10 media per message.
+TWILIO_MAX_MEDIA = 10
 _EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+# Twilio's own opt-out keywords (Advanced Opt-Out defaults). Twilio acts on them at the carrier
+# level for SMS whatever we do: after STOP it blocks our replies to that number (error 21610)
+# and sends its own confirmation; START/UNSTOP lift the block; HELP/INFO get its auto-reply.
+# It still forwards the message to our webhook, and we must agree with it: STOP also erases the
+# conversation and the reply address on our side, so they are always commands here, in every
+# language configuration.
+TWILIO_STANDARD_KEYWORDS: Mapping[str, str] = MappingProxyType(
+    {
+        **dict.fromkeys(("stop", "stopall", "unsubscribe", "cancel", "end", "quit"), "delete"),
+        **dict.fromkeys(("start", "unstop"), "resume"),
+        **dict.fromkeys(("help", "info"), "help"),
+    }
+)
 
 
 def split_for_sms(text: str, limit: int = TWILIO_MAX_BODY) -> list[str]:
     """Split on sentence (then word) boundaries so no part exceeds `limit` characters."""
-    if len(text) <= limit:
-        return [text]
-    parts: list[str] = []
-    current = ""
-    for sentence in re.split(r"(?<=[.!?؟。\n])\s+", text):
-        while len(sentence) > limit:
-            cut = sentence.rfind(" ", 0, limit)
-            cut = cut if cut > 0 else limit
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(sentence[:cut].rstrip())
-            sentence = sentence[cut:].lstrip()
-        candidate = f"{current} {sentence}".strip() if current else sentence
-        if len(candidate) > limit:
-            parts.append(current)
-            current = sentence
-        else:
-            current = candidate
-    if current:
-        parts.append(current)
-    return parts
+    return split_text(text, limit)
+
+
+def match_keyword(text: str, keywords: Mapping[str, str]) -> Command | None:
+    """The command a whole message stands for, if it is exactly one keyword.
+
+    "stop", " Stop! " and "ARRÊT." are commands; "stop them, they are armed" is not.
+    `keywords` maps normalized keywords (config.messages.normalize_keyword) to command names.
+    """
+    if not text or len(text) > 40:  # no keyword is long; skip normalizing whole reports
+        return None
+    name = keywords.get(normalize_keyword(text))
+    return Command(name) if name is not None else None
+
+
+def media_refs(form: Mapping[str, str]) -> tuple[MediaRef, ...]:
+    """MediaUrlN / MediaContentTypeN pairs; Twilio does not say how big the files are."""
+    count = form.get("NumMedia", "0")
+    number = int(count) if count.isdigit() else 0
+    refs: list[MediaRef] = []
+    for index in range(min(number, TWILIO_MAX_MEDIA)):
+        url = form.get(f"MediaUrl{index}", "")
+        if not url.startswith("https://"):
+            continue  # never fetch (with our credentials) anything but Twilio's HTTPS URLs
+        content_type = form.get(f"MediaContentType{index}", "") or "application/octet-stream"
+        refs.append(MediaRef(kind=media_kind(content_type), content_type=content_type,
+                             provider_ref=url))
+    return tuple(refs)
 
 
 class TwilioSmsAdapter(ChannelAdapter):
+    """SMS/MMS through one Twilio number or Messaging Service.
+
+    Keyword-only constructor:
+        account_sid, auth_token: the Twilio account (the token also checks webhook signatures).
+        sms_from: the number (or Messaging Service SID) replies go out from.
+        public_base_url: the URL Twilio calls, e.g. https://tips.example.org (signatures are
+            computed over it + webhook_path, never over request.url).
+        http: the app's single httpx.AsyncClient.
+        keywords: normalized keyword -> command name (GatewayMessages.keywords()); Twilio's
+            standard opt-out words are always added.
+        max_media_bytes: largest MMS attachment fetch_media() will download.
+        retry_sleep: how send() waits between retries (tests pass one that does not wait).
+    """
+
     name: ClassVar[str] = "sms"
     webhook_path: ClassVar[str] = "/webhooks/sms"
     KEPT_FIELDS: ClassVar[frozenset[str]] = frozenset({"MessageSid", "From", "Body", "NumMedia"})
@@ -74,13 +125,19 @@ class TwilioSmsAdapter(ChannelAdapter):
         sms_from: str,
         public_base_url: str,
         http: httpx.AsyncClient,
+        keywords: Mapping[str, str] | None = None,
+        max_media_bytes: int = 10 * 1024 * 1024,
+        retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self._retry_sleep = retry_sleep
         self._validator = RequestValidator(auth_token)
         self._public_url = public_base_url.rstrip("/") + self.webhook_path
         self._sms_from = sms_from
-        self._client = Client(
-            account_sid, auth_token, http_client=HttpxTwilioClient(http)
-        )
+        self._keywords = {**dict(keywords or {}), **TWILIO_STANDARD_KEYWORDS}
+        self._http = http
+        self._auth = (account_sid, auth_token)
+        self._max_media_bytes = max_media_bytes
+        self._client = Client(account_sid, auth_token, http_client=HttpxTwilioClient(http))
 
     def verify(self, request: WebhookRequest) -> None:
         signature = request.headers.get("x-twilio-signature", "")
@@ -94,11 +151,17 @@ class TwilioSmsAdapter(ChannelAdapter):
         kept = {key: request.form.get(key, "") for key in self.KEPT_FIELDS}
         if not kept["MessageSid"] or not kept["From"]:
             return []
-        has_media = kept["NumMedia"] not in ("", "0")
         body = kept["Body"].strip()
-        kind = MessageKind.TEXT if body and not has_media else MessageKind.UNSUPPORTED
-        if body and has_media:
-            kind = MessageKind.TEXT  # the words count; media handling is the channels issue
+        attachments = media_refs(request.form)  # reads only NumMedia, MediaUrlN, MediaContentTypeN
+        command = None if attachments else match_keyword(body, self._keywords)
+        if command is not None:
+            kind = MessageKind.COMMAND
+        elif attachments:
+            kind = MessageKind.MEDIA  # the body, if any, is the caption
+        elif body:
+            kind = MessageKind.TEXT
+        else:
+            kind = MessageKind.UNSUPPORTED
         return [
             IncomingMessage(
                 channel=self.name,
@@ -106,6 +169,8 @@ class TwilioSmsAdapter(ChannelAdapter):
                 reply_address=ReplyAddress(self.name, kept["From"]),
                 kind=kind,
                 text=body,
+                attachments=attachments,
+                command=command,
             )
         ]
 
@@ -117,10 +182,22 @@ class TwilioSmsAdapter(ChannelAdapter):
         self, address: ReplyAddress, reply: Reply, context: SendContext | None = None
     ) -> None:
         for part in split_for_sms(render_numbered(reply)):
-            await send_with_retry(lambda part=part: self._create(address.value, part))
+            await send_with_retry(
+                functools.partial(self._create, address.value, part), sleep=self._retry_sleep
+            )
+
+    async def fetch_media(self, ref: MediaRef) -> bytes:
+        # MMS media URLs need the account's credentials when HTTP auth for media is on; the
+        # redirect to Twilio's CDN is followed without them.
+        return await download_capped(
+            self._http, ref.provider_ref, max_bytes=self._max_media_bytes, auth=self._auth
+        )
 
     async def _create(self, to: str, body: str) -> None:
         try:
             await self._client.messages.create_async(to=to, from_=self._sms_from, body=body)
         except TwilioRestException as exc:
+            # 21610: the number sent STOP; Twilio refuses until it sends START. Nothing to retry.
             raise SendError(f"twilio refused the message: {exc.code}") from exc
+        encoding, segments = sms_segments(body)
+        logger.debug("channel.sms.sent", extra={"encoding": encoding, "segments": segments})

@@ -95,9 +95,28 @@ class PrivacySettings(BaseModel):
 
 
 class ConsoleSettings(BaseModel):
-    # Until accounts exist: HTTP Basic for the officers' list.
-    officer_user: str = "officer"
-    officer_password: SecretStr = SecretStr("")
+    # The duty officers' console (bot/console). Accounts live in the database, made with
+    # `tipline officers create-admin` / `tipline officers create`.
+    # A session ends after this long without a request; it must be logged in again.
+    session_idle_minutes: int = Field(default=30, ge=1)
+    # A session ends after this long even when busy (a stolen cookie does not live forever).
+    session_max_hours: int = Field(default=12, ge=1)
+    # How long "claim" / "next tip" reserves a tip for one officer; expired claims are free.
+    claim_lease_minutes: int = Field(default=20, ge=1)
+    # Supervisors and admins always need TOTP; this makes it mandatory for officers too.
+    officer_totp_required: bool = False
+    # Failed logins (per account and per client address) before a temporary lockout.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_minutes: int = Field(default=15, ge=1)
+    # Console language for officers who have not chosen one (bot/console/i18n/<code>.yml).
+    ui_language: str = "en"
+    # Session cookie only over HTTPS. Can be switched off in development mode only (plain
+    # http://127.0.0.1); production ignores a false value.
+    cookie_secure: bool = True
+    # Minutes after which a tip of each urgency is overdue in the queue.
+    overdue_minutes: dict[str, int] = Field(
+        default_factory=lambda: {"critical": 5, "high": 60, "normal": 24 * 60, "low": 72 * 60}
+    )
 
 
 class ChannelSwitches(BaseModel):
@@ -188,7 +207,6 @@ class Settings(BaseSettings):
             "TIPLINE_PRIVACY__VAULT_KEY": self.privacy.vault_key,
             "TIPLINE_RASA__TOKEN": self.rasa.token,
             "TIPLINE_ACTIONS__TOKEN": self.actions.token,
-            "TIPLINE_CONSOLE__OFFICER_PASSWORD": self.console.officer_password,
         }
         if self.channels.sms or self.channels.whatsapp:
             secrets["TIPLINE_TWILIO__AUTH_TOKEN"] = self.twilio.auth_token

@@ -6,6 +6,10 @@ list is complete, so pip resolves nothing and installs are reproducible). Enviro
 trained models are cached outside the work tree, keyed by content hashes, so fresh clones on
 the same machine (CI) reuse them.
 
+Training always runs as a subprocess of the caller (the CLI, or the runner before it starts
+serving), never inside a serving process. Its full output goes to a log file; a caller that
+wants progress gets the raw output as it comes and can read it with `TrainingOutputFilter`.
+
 Exceptions:
     RasaEnvironmentError - no usable Python, or the install/training failed.
 """
@@ -15,9 +19,11 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,10 +155,24 @@ def model_path(fingerprint: str) -> Path:
     return cache_dir() / "models" / f"{fingerprint}.tar.gz"
 
 
+def validated_marker(fingerprint: str) -> Path:
+    """Exists once Rasa's own validation passed for exactly this project (fingerprint).
+
+    The fingerprint covers every byte Rasa validates (and the Rasa version), so the result
+    cannot change until the fingerprint does: `tipline flows train` skips that slow step.
+    """
+    return cache_dir() / "models" / f"{fingerprint}.validated"
+
+
 def train_model(
-    env: RasaEnv, *, domain: Path, config: Path, data: Path, fingerprint: str, log: Path
+    env: RasaEnv, *, domain: Path, config: Path, data: Path, fingerprint: str, log: Path,
+    on_output: Callable[[bytes], None] | None = None,
 ) -> Path:
-    """Train unless a model for exactly this project (fingerprint) is cached."""
+    """Train unless a model for exactly this project (fingerprint) is cached.
+
+    Everything Rasa prints is appended to `log`; `on_output` also hears it, chunk by chunk,
+    as it comes (tqdm bars included: they end in carriage returns, not new lines).
+    """
     target = model_path(fingerprint)
     if target.exists():
         return target
@@ -162,15 +182,25 @@ def train_model(
     work.mkdir()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
-        result = subprocess.run(
+        process = subprocess.Popen(
             [
                 str(env.rasa), "train", "--domain", str(domain), "--config", str(config),
                 "--data", str(data), "--out", str(work), "--fixed-model-name", fingerprint,
             ],
-            env={**os.environ, **RASA_ENV}, cwd=str(work), stdout=output,
-            stderr=subprocess.STDOUT, check=False,
+            # Unbuffered, so progress arrives while it happens rather than in 8 KB blocks.
+            env={**os.environ, **RASA_ENV, "PYTHONUNBUFFERED": "1"}, cwd=str(work),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-    if result.returncode != 0:
+        assert process.stdout is not None
+        try:
+            while chunk := os.read(process.stdout.fileno(), 65536):
+                output.write(chunk)
+                output.flush()
+                if on_output is not None:
+                    on_output(chunk)
+        finally:
+            returncode = process.wait()
+    if returncode != 0:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise RasaEnvironmentError(f"training failed; the end of {log}:\n{tail}")
     produced = work / f"{fingerprint}.tar.gz"
@@ -179,6 +209,68 @@ def train_model(
     produced.replace(target)  # atomic: a half-written model is never picked up
     shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+# --- reading the training output -------------------------------------------------------------
+
+_ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?P<level>[A-Z]+)\s+\S+\s+- (?P<msg>.*)$")
+_EPOCHS = re.compile(r"^Epochs:\s*\d+%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)")
+_COMPONENT = re.compile(r"^Starting to train component '(?P<name>\w+)'")
+_SAVED = "Your Rasa model is trained and saved at"
+
+
+class TrainingOutputFilter:
+    """Turns Rasa's training output into what a person wants to watch.
+
+    `on_phase` hears one line per phase (validating, each component being trained, errors,
+    done); `on_epochs(done, total)` hears each change of a tqdm "Epochs" bar, which Rasa
+    redraws on stderr with carriage returns. Warnings, library noise and the other bars are
+    left to the log file.
+    """
+
+    def __init__(
+        self, *, on_phase: Callable[[str], None], on_epochs: Callable[[int, int], None]
+    ) -> None:
+        self._on_phase = on_phase
+        self._on_epochs = on_epochs
+        self._pending = b""
+        self._epochs: tuple[int, int] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self._pending += chunk
+        *complete, self._pending = re.split(rb"[\r\n]", self._pending)
+        for raw in complete:
+            self._line(_ANSI.sub(b"", raw).decode("utf-8", "replace").strip())
+
+    def close(self) -> None:
+        if self._pending:
+            self._line(_ANSI.sub(b"", self._pending).decode("utf-8", "replace").strip())
+            self._pending = b""
+
+    def _line(self, line: str) -> None:
+        epochs = _EPOCHS.match(line)
+        if epochs:
+            value = (int(epochs["done"]), int(epochs["total"]))
+            if value != self._epochs:
+                self._epochs = value
+                self._on_epochs(*value)
+            return
+        if line.startswith(_SAVED):
+            self._on_phase("Model saved.")
+            return
+        logged = _LOG_LINE.match(line)
+        if logged is None:
+            return
+        message, level = logged["msg"], logged["level"]
+        component = _COMPONENT.match(message)
+        if component:
+            self._epochs = None  # a new bar belongs to the new component
+            self._on_phase(f"Training {component['name']}...")
+        elif message.startswith("Started validating domain and training data"):
+            self._on_phase("Validating the training data...")
+        elif level in {"ERROR", "CRITICAL"}:
+            self._on_phase(f"Rasa: {message}")
 
 
 def write_endpoints(path: Path, *, actions_url: str, tracker_store_url: str) -> Path:

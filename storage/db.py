@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
 from alembic import command
@@ -34,6 +36,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows (a forgotten reporter, a redacted passage) are overwritten on disk.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -74,3 +78,57 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class GroupCommit(Generic[T]):
+    """Writes items from concurrent callers in shared transactions: one commit (one fsync)
+    for many webhooks. Each caller returns only once its own item is committed, so an answer
+    to a provider still means "stored". A failing item is retried alone, so it fails only its
+    own caller."""
+
+    def __init__(
+        self, db: Database, write: Callable[[Session, T], None], *, max_batch: int = 64
+    ) -> None:
+        self._db = db
+        self._write = write
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[None]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._db.run(lambda session, b=batch: [self._write(session, i) for i, _ in b])
+                outcomes: list[BaseException | None] = [None] * len(batch)
+            except Exception:
+                outcomes = [await self._alone(item) for item, _ in batch]
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if outcome is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(outcome)
+
+    async def _alone(self, item: T) -> BaseException | None:
+        try:
+            await self._db.run(lambda session: self._write(session, item))
+        except Exception as exc:
+            return exc
+        return None
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -147,7 +147,14 @@ class Tip(TipBase, table=True):
     urgency_reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     status: TipStatus = Field(default=TipStatus.NEW, sa_type=String(16))
     received_at: datetime = _timestamp(index=True)
-
+    # --- console (storage/console.py owns the logic and the indexes over these) ---
+    # The officer working the tip and until when; an expired claim is free to take. No
+    # foreign key: storage.console's officer table must stay optional for this module.
+    claimed_by: int | None = None
+    claim_expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Why a tip was rejected (spam, false report), and the tip a duplicate was merged into.
+    status_reason: str | None = Field(default=None, max_length=500)
+    duplicate_of: int | None = None
 
 
 class Attachment(SQLModel, table=True):

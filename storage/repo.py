@@ -100,7 +100,7 @@ def list_due_reporters(session: Session, *, now: datetime, limit: int = 100) -> 
     due: list[str] = []
     for reporter_id, _first in session.execute(statement):
         first = get_oldest_pending(session, reporter_id=reporter_id)
-        if first is not None and first.next_attempt_at <= now:
+        if first is not None and as_utc(first.next_attempt_at) <= now:
             due.append(reporter_id)
     return due
 
@@ -114,10 +114,7 @@ def get_oldest_pending(session: Session, *, reporter_id: str) -> InboundMessage 
         .order_by(col(InboundMessage.id))
         .limit(1)
     )
-    message = session.exec(statement).first()
-    if message is not None:
-        message.next_attempt_at = as_utc(message.next_attempt_at)
-    return message
+    return session.exec(statement).first()
 
 
 def complete_inbound(session: Session, *, inbound_id: int) -> None:
@@ -356,8 +353,8 @@ def list_attachments(session: Session, *, tip_id: int) -> list[Attachment]:
 
 def forget_reporter(session: Session, *, reporter_id: str) -> None:
     """Erase what links a pseudonym to a person: the reply address, the conversation state,
-    unsubmitted files, and the text of messages not yet processed. Stored tips stay (they are
-    the officers' record and hold no address)."""
+    unsubmitted files, and the inbound ledger (texts not yet processed, provider ids, times).
+    Stored tips stay: they are the officers' record and hold no address."""
     delete_vault_entry(session, reporter_id=reporter_id)
     reporter = session.get(Reporter, reporter_id)
     if reporter is not None:
@@ -367,9 +364,5 @@ def forget_reporter(session: Session, *, reporter_id: str) -> None:
         .where(col(Attachment.reporter_id) == reporter_id)
         .where(col(Attachment.tip_id).is_(None))
     )
-    session.execute(
-        update(InboundMessage)
-        .where(col(InboundMessage.reporter_id) == reporter_id)
-        .where(col(InboundMessage.state) == InboundState.PENDING)
-        .values(state=InboundState.DONE, text=None, details={})
-    )
+    # Unprocessed texts and the (hashed) provider ids with their times: all of it goes.
+    session.execute(delete(InboundMessage).where(col(InboundMessage.reporter_id) == reporter_id))

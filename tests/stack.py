@@ -58,9 +58,13 @@ class Stack:
         raise TimeoutError(f"no reply to {text!r} within {timeout} s")
 
     def officer_tips(self) -> list[dict[str, object]]:
-        user = self.settings.console.officer_user
-        password = self.settings.console.officer_password.get_secret_value()
-        response = httpx.get(f"{self.gateway_url}/api/tips", auth=(user, password), timeout=10)
+        """The officers' JSON API, logged in through the console's login form like a person."""
+        from tests.console.client import ConsoleClient, ensure_account
+
+        username, password = "e2e-officer", "e2e-officer-password-for-tests"
+        ensure_account(self.app.state.db, username=username, password=password)  # type: ignore[attr-defined]
+        with ConsoleClient(self.gateway_url) as console:
+            response = console.login(username, password).get("/api/tips")
         response.raise_for_status()
         tips: list[dict[str, object]] = response.json()
         return tips

@@ -55,7 +55,8 @@ def test_reply_address_repr_is_masked() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["call +254 700 000 001 now", "from 0700-000-001", "(555) 123 4567", "+254700000001"],
+    ["call +254 700 000 001 now", "from 0700-000-001", "(555) 123 4567", "+254700000001",
+     "appelez le 70.12.34.56", "+223 70 12 34 56"],
 )
 def test_phone_shapes_are_masked(text: str) -> None:
     masked = mask_phone_numbers(text)

@@ -4,7 +4,11 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-from storage import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from storage import (  # noqa: F401  (registers the tables on SQLModel.metadata)
+    console,
+    models,
+    runtime,
+)
 
 config = context.config
 target_metadata = SQLModel.metadata

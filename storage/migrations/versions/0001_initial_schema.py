@@ -11,7 +11,6 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-
 revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -19,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('inbound_message',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -109,11 +108,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_attachment_reporter_id'), ['reporter_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_attachment_tip_id'), ['tip_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('attachment', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_attachment_tip_id'))
         batch_op.drop_index(batch_op.f('ix_attachment_reporter_id'))
@@ -136,4 +135,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_inbound_message_next_attempt_at'))
 
     op.drop_table('inbound_message')
-    
+
