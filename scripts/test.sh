@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# Browser tests drive Debian's Chromium (never a downloaded browser build).
+bash scripts/ensure-browser.sh
 echo "[tipline] Static checks: ruff, import contracts..."
 .venv/bin/ruff check .
 .venv/bin/lint-imports --no-cache
