@@ -24,22 +24,24 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
+from bot.alerts import AlertDispatcher
 from bot.console import install_console
 from bot.pipeline import Pipeline, PipelineConfig
 from bot.privacy import VaultCipher, configure_logging
-from bot.urgency import assess
+from bot.retention import RetentionJob
+from bot.urgency import assess, default_lexicon
 from channels import ChannelAdapter, WebhookAuthError, WebhookRequest
 from channels.local import LocalChatAdapter
 from channels.telegram import TelegramAdapter
 from channels.twilio_sms import TwilioSmsAdapter
 from channels.whatsapp import TwilioWhatsAppAdapter
 from config import Settings
-from config.messages import GatewayMessages
+from config.messages import GatewayMessages, normalize_keyword
 from nlu.language import LanguageDetector
 from nlu.rasa_client import CachedBaseUrl, RasaClient
 from storage import repo, runtime
 from storage.db import Database, Session, make_engine, migrate
-from storage.models import Tip, TipCreate, utcnow
+from storage.models import Tip, TipCreate, TipStatus, utcnow
 from storage.rasa_trackers import delete_conversation
 
 logger = logging.getLogger(__name__)
@@ -136,7 +138,8 @@ def create_app(
         await asyncio.to_thread(migrate, settings.database.url)
         db = Database(make_engine(settings.database.url, echo=settings.database.echo))
         http = httpx.AsyncClient(transport=transport, timeout=30)
-        messages = GatewayMessages(settings.languages, settings.default_language)
+        messages = GatewayMessages(settings.languages, settings.default_language,
+                                   settings.messages_dir)
         adapters = build_adapters(settings, http, messages)
         pipeline = Pipeline(
             adapters=adapters,
@@ -163,6 +166,9 @@ def create_app(
                 emergency_number=settings.emergency_number,
                 vault_days=settings.privacy.vault_days,
                 retry_seconds=settings.gateway.retry_seconds,
+                panic_words=frozenset(normalize_keyword(w) for w in settings.privacy.panic_words),
+                rate_limit_messages=settings.privacy.rate_limit_messages,
+                rate_limit_window_seconds=settings.privacy.rate_limit_window_seconds,
             ),
             clock=clock,
             forget_dialogue=lambda reporter_id: delete_conversation(
@@ -171,7 +177,15 @@ def create_app(
         )
         app.state.db = db
         app.state.pipeline = pipeline
+        # Critical-tip alerts: console live feed, officers' phones, escalation (bot/alerts).
+        app.state.alerts = alerts = AlertDispatcher(
+            settings=settings.alerts, db=db, adapters=adapters, clock=clock)
+        alerts.start()
         worker = asyncio.create_task(pipeline.run_worker()) if run_worker else None
+        # Retention (bot/retention.py): deletes what is past its period, every interval; Rasa
+        # tracker rows only under the pipeline's per-sender lock.
+        retention = asyncio.create_task(RetentionJob.from_settings(
+            settings, db=db, sender_lock=pipeline, clock=clock).run_forever()) if run_worker else None
         # Telegram without a public URL: long polling feeds the same ingest path.
         stop_polling = asyncio.Event()
         telegram = adapters.get(TelegramAdapter.name)
@@ -186,7 +200,8 @@ def create_app(
             yield
         finally:
             stop_polling.set()
-            for task in (worker, poller):
+            await alerts.aclose()  # before the adapters it sends through close
+            for task in (worker, poller, retention):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -240,21 +255,31 @@ def create_app(
             text=" ".join([tip.what, tip.where_text, tip.when_text]),
             danger_now=tip.danger_now,
             language=tip.language,
+            lexicon=default_lexicon(settings.urgency_dir),
         )
         def store(session: Session) -> Tip:
+            reasons = list(assessment.reasons)
+            reporter = repo.get_reporter(session, reporter_id=tip.reporter_id)
+            if reporter is not None and reporter.flood_flagged_at is not None:
+                reasons.append("flood: this pseudonym went over the message rate limit")
             stored = repo.create_tip(
                 session,
                 tip=TipCreate(**tip.model_dump()),
                 urgency=assessment.urgency,
-                reasons=assessment.reasons,
+                reasons=reasons,
                 now=clock(),
             )
+            if repo.is_spam(session, reporter_id=tip.reporter_id) and stored.status == TipStatus.NEW:
+                # The spam folder: out of the working queue, kept, findable by its filter.
+                stored.status = TipStatus.REJECTED
+                stored.status_reason = "spam: the pseudonym was marked as spam by an officer"
             # Files and a location the reporter sent during this conversation join the tip.
             repo.attach_pending_to_tip(session, tip=stored)
             return stored
 
         stored = await db.run(store)
         logger.info("tip.stored", extra={"urgency": stored.urgency, "language": stored.language})
+        await app.state.alerts.tip_stored(stored)  # schedules the sending; never waits for it
         return {"receipt_code": stored.receipt_code}
 
     if settings.is_development and settings.channels.local:

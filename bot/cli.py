@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 from config import SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from config import Settings
+    from storage.db import Database
 
 
 def _settings_for_dev() -> object:
@@ -315,6 +320,115 @@ def add_officers_parser(sub: argparse._SubParsersAction) -> None:  # type: ignor
     disable.set_defaults(func=cmd_officers_disable)
 
 
+# --- vault and retention: the data lifecycle (bot/retention.py) ----------------------------
+
+
+def _lifecycle_database() -> tuple[Settings, Database]:
+    """Settings and a migrated database. No secret check: these commands need only the
+    database (and, for the vault, the vault key, checked where it is used)."""
+    from config import Settings
+    from storage.db import Database, make_engine, migrate
+
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    migrate(settings.database.url)
+    return settings, Database(make_engine(settings.database.url))
+
+
+def cmd_vault_rotate(args: argparse.Namespace) -> int:
+    """Re-encrypt every vault entry with the first key of TIPLINE_PRIVACY__VAULT_KEY."""
+    from bot.privacy import VaultCipher
+    from bot.retention import rotate_vault
+
+    settings, db = _lifecycle_database()
+    try:
+        cipher = VaultCipher(settings.privacy.vault_key.get_secret_value())
+    except ValueError as exc:
+        raise SettingsError(f"TIPLINE_PRIVACY__VAULT_KEY: {exc}") from exc
+    try:
+        report = rotate_vault(db, cipher, batch_size=args.batch_size)
+    finally:
+        db.dispose()
+    print(f"Vault keys configured: {cipher.key_count}. Re-encrypted with the first key: "
+          f"{report.rotated}; already on it: {report.current}; refreshed by the gateway "
+          f"meanwhile: {report.changed_meanwhile}; unreadable with every configured key "
+          f"(left unchanged): {report.unreadable}.")
+    if report.rotated or report.changed_meanwhile:
+        print("Run it again: when it re-encrypts nothing, the old key can be removed.")
+    return 0
+
+
+def cmd_vault_purge_expired(_args: argparse.Namespace) -> int:
+    """Delete vault entries past their expiry (the retention job does this on its schedule)."""
+    from storage import retention
+    from storage.models import utcnow
+
+    _settings, db = _lifecycle_database()
+    try:
+        purged = db.run_sync(
+            lambda session: retention.purge_expired_vault_entries(session, now=utcnow()))
+    finally:
+        db.dispose()
+    print(f"Expired vault entries deleted: {purged}.")
+    return 0
+
+
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    """One retention run, counts per kind. Rasa tracker events only with --gateway-stopped:
+    this process cannot hold the running gateway's per-sender lock."""
+    import asyncio
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    from bot.retention import RetentionJob
+
+    settings, db = _lifecycle_database()
+
+    class StoppedGateway:
+        """No gateway runs (the operator said so), so no turn can race a tracker deletion."""
+
+        @contextlib.asynccontextmanager
+        async def hold(self, reporter_id: str) -> AsyncIterator[None]:
+            yield
+
+    job = RetentionJob.from_settings(
+        settings, db=db, sender_lock=StoppedGateway() if args.gateway_stopped else None,
+    )
+    try:
+        report = asyncio.run(job.run_once())
+    finally:
+        job.close()
+        db.dispose()
+    for kind, count in report.counts.items():
+        print(f"{kind}: {count}")
+    for kind in report.skipped:
+        print(f"{kind}: skipped (the running gateway prunes it; or stop the gateway and pass "
+              "--gateway-stopped)")
+    for kind in report.failed:
+        print(f"{kind}: FAILED (see the log; tried again on the next run)", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def add_lifecycle_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    vault = sub.add_parser("vault", help="reply vault: key rotation, expired entries")
+    vault_sub = vault.add_subparsers(dest="vault_command", required=True)
+    rotate = vault_sub.add_parser(
+        "rotate", help="re-encrypt every entry with the first TIPLINE_PRIVACY__VAULT_KEY key")
+    rotate.add_argument("--batch-size", type=int, default=500,
+                        help="entries per transaction (default 500)")
+    rotate.set_defaults(func=cmd_vault_rotate)
+    vault_sub.add_parser("purge-expired", help="delete entries past their expiry"
+                         ).set_defaults(func=cmd_vault_purge_expired)
+    retention = sub.add_parser("retention", help="delete data past its retention period")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    run = retention_sub.add_parser("run", help="run the retention job once and print counts")
+    run.add_argument("--gateway-stopped", action="store_true",
+                     help="no gateway is running: also delete aged Rasa tracker events")
+    run.set_defaults(func=cmd_retention_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tipline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -346,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                               help="seconds to wait for the new model to go live")
     flows_reload.set_defaults(func=cmd_flows_reload)
     add_officers_parser(sub)
+    add_lifecycle_parsers(sub)
     args = parser.parse_args(argv)
     try:
         result: int = args.func(args)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,18 +39,22 @@ from channels import (
 )
 from channels.base import WebhookAck
 from channels.media import MediaError, MediaTooLargeError, scrub
-from config.messages import GatewayMessages
+from config.messages import GatewayMessages, normalize_keyword
 from nlu.language import LanguageDetector, choose_conversation_language
 from nlu.rasa_client import BotUtterance, DialogueUnavailableError, RasaClient
+from storage import console as console_store
 from storage import repo
 from storage.db import Database, GroupCommit, Session
-from storage.models import InboundMessage, Reporter, utcnow
+from storage.models import InboundMessage, Reporter, Tip, utcnow
 
 logger = logging.getLogger(__name__)
 
 
-# Payload prefix of the language menu's choices: handled here, never sent to Rasa.
+# Payload prefixes of choices handled here, never sent to Rasa: the language menu, and the
+# "tell me when you act" question after a receipt ("notify:K7QM-3XPA", "notify:no").
 LANGUAGE_CHOICE = "lang:"
+NOTIFY_CHOICE = "notify:"
+_RECEIPT = re.compile(r"^[A-Z2-9]{4}-?[A-Z2-9]{4}$")
 
 # Messages that get a polite answer and nothing else (the key of the answer's text).
 _POLITE_REFUSALS = {
@@ -97,6 +102,9 @@ class PipelineConfig:
     poll_seconds: float = 1.0
     # Silence after which a reporter's next message starts a new conversation.
     conversation_hours: float = 12.0
+    panic_words: frozenset[str] = frozenset()  # normalized (config.messages.normalize_keyword)
+    rate_limit_messages: int = 30
+    rate_limit_window_seconds: int = 600
     concurrency: int = 8
 
 
@@ -140,6 +148,7 @@ class Pipeline:
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.concurrency)
+        self._keywords = messages.keywords()
 
     # --- request path -------------------------------------------------------------------
 
@@ -207,6 +216,10 @@ class Pipeline:
                 except Exception:  # the database may be down: keep the loop alive
                     logger.exception("pipeline.worker.poll_failed")
                     due = []
+                try:
+                    await self._deliver_outbound()
+                except Exception:
+                    logger.exception("pipeline.outbound.failed")
                 for reporter_id in due:
                     if reporter_id not in self._active:
                         self._active.add(reporter_id)
@@ -221,6 +234,98 @@ class Pipeline:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # --- messages we start: officers' follow-up questions, status notices -------------------
+
+    async def _deliver_outbound(self) -> None:
+        """Each is claimed in the database before it is sent (a second worker finds it taken),
+        and never while that reporter's own turn is being processed."""
+        follow_ups = await self._db.run(
+            lambda session: console_store.list_pending_follow_ups(session, limit=20))
+        for item in follow_ups:
+            await self._exclusively(item.reporter_id, self._send_follow_up(item))
+        notices = await self._db.run(lambda session: repo.list_due_status_notices(session, limit=20))
+        for tip_id, reporter_id, channel, language, status, receipt in notices:
+            await self._exclusively(reporter_id, self._send_status_notice(
+                tip_id, reporter_id, channel, language, status, receipt))
+
+    @contextlib.asynccontextmanager
+    async def hold(self, reporter_id: str) -> AsyncIterator[None]:
+        """This reporter's turn, for work outside the pipeline that must not overlap a turn
+        (retention pruning their Rasa tracker: Rasa re-inserts a tracker it is saving). Waits
+        for a running turn to end; new turns wait meanwhile."""
+        while reporter_id in self._active:  # noqa: ASYNC110  (a turn ends by leaving the set)
+            await asyncio.sleep(0.05)
+        self._active.add(reporter_id)
+        try:
+            yield
+        finally:
+            self._active.discard(reporter_id)
+            self._wakeup.set()
+
+    async def _exclusively(self, reporter_id: str, work: Awaitable[None]) -> None:
+        if reporter_id in self._active:
+            work.close()  # type: ignore[attr-defined]  (a coroutine we will not run now)
+            return
+        self._active.add(reporter_id)
+        try:
+            await work
+        finally:
+            self._active.discard(reporter_id)
+
+    async def _send_follow_up(self, item: console_store.FollowUpDelivery) -> None:
+        now = self._clock()
+        address = await self._open_address(item.reporter_id)
+        if address is None:  # expired or erased: the console shows it as undeliverable
+            await self._db.run(lambda session: console_store.mark_follow_up_undeliverable(
+                session, follow_up_id=item.follow_up_id, now=now))
+            return
+
+        def claim(session: Session) -> tuple[bool, str, datetime | None]:
+            tip = session.get(Tip, item.tip_id)
+            reporter = repo.get_reporter(session, reporter_id=item.reporter_id)
+            claimed = console_store.mark_follow_up_sent(
+                session, follow_up_id=item.follow_up_id, now=now)
+            return (claimed, tip.receipt_code if tip else "",
+                    reporter.last_contact_at if reporter else None)
+
+        claimed, receipt, last_inbound = await self._db.run(claim)
+        if not claimed:
+            return
+        text = self._messages.get(item.language, "followup_question").format(
+            code=receipt, question=item.question)
+        await self._send(item.channel, address, Reply(text), item.language, last_inbound)
+        logger.info("pipeline.follow_up.sent")
+
+    async def _send_status_notice(
+        self, tip_id: int, reporter_id: str, channel: str, language: str, status: str, receipt: str
+    ) -> None:
+        address = await self._open_address(reporter_id)
+        claimed = await self._db.run(lambda session: repo.mark_status_notified(
+            session, tip_id=tip_id, status=status))
+        if not claimed or address is None:
+            return
+        reporter = await self._db.run(
+            lambda session: repo.get_reporter(session, reporter_id=reporter_id))
+        text = self._messages.get(language, f"status_{status}").format(code=receipt)
+        await self._send(channel, address, Reply(text), language,
+                         reporter.last_contact_at if reporter else None)
+        logger.info("pipeline.status_notice.sent")
+
+    async def _send(
+        self, channel: str, address: ReplyAddress, reply: Reply, language: str,
+        last_inbound: datetime | None,
+    ) -> None:
+        adapter = self.adapters.get(channel)
+        if adapter is None:
+            logger.warning("pipeline.outbound.channel_off", extra={"channel": channel})
+            return
+        context = SendContext(language=language,
+                              last_inbound_at=repo.as_utc(last_inbound) if last_inbound else None)
+        try:
+            await adapter.send(address, reply, context)
+        except SendError as exc:
+            logger.error("pipeline.outbound.failed", extra={"error": type(exc).__name__})
 
     async def _process_reporter(self, reporter_id: str) -> None:
         try:
@@ -254,13 +359,23 @@ class Pipeline:
         )
         kind = MessageKind(inbound.kind)
         details = inbound.details or {}
+        text = inbound.text or ""
 
+        if kind is MessageKind.TEXT and normalize_keyword(text) in self._config.panic_words:
+            return await self._panic(turn)
+        if await self._over_rate_limit(turn):
+            return False
         if kind in _POLITE_REFUSALS:
             return await self._answer(turn, _POLITE_REFUSALS[kind])
         if kind is MessageKind.COMMAND:
             return await self._command(turn, Command(details["command"]))
 
-        text = inbound.text or ""
+        if kind is MessageKind.TEXT and details.get("choice") is None:
+            code = self._status_query(text)
+            if code is not None:
+                return await self._status(turn, code)
+            if await self._follow_up_answer(turn, text):
+                return True
         if kind is MessageKind.LOCATION:
             latitude, longitude = details["location"]
             await self._db.run(lambda session: repo.set_pending_location(
@@ -276,6 +391,8 @@ class Pipeline:
         payload = self._choice_payload(text, details.get("choice"), turn.reporter.last_choices)
         if payload is not None and payload.startswith(LANGUAGE_CHOICE):
             return await self._set_language(turn, payload.removeprefix(LANGUAGE_CHOICE))
+        if payload is not None and payload.startswith(NOTIFY_CHOICE):
+            return await self._notice_opt_in(turn, payload.removeprefix(NOTIFY_CHOICE))
         return await self._dialogue(turn, text, payload)
 
     async def _dialogue(self, turn: Turn, text: str, payload: str | None) -> bool:
@@ -336,6 +453,8 @@ class Pipeline:
             return await self._forget(turn)
         if command is Command.LANGUAGE:
             return await self._language_menu(turn)
+        if command is Command.STATUS:
+            return await self._answer(turn, "status_how")
         # /start, START after STOP and /help go to the dialogue as the matching intent.
         intent = "/help" if command is Command.HELP else "/greet"
         return await self._dialogue(turn, "", intent)
@@ -373,6 +492,99 @@ class Pipeline:
         if self._forget_dialogue is not None:
             await asyncio.to_thread(self._forget_dialogue, reporter_id)
         logger.info("pipeline.reporter.forgotten")
+        return True
+
+    # --- what the gateway answers itself -----------------------------------------------------
+
+    def _status_query(self, text: str) -> str | None:
+        """"STATUS K7QM-3XPA" in any configured language: the receipt code, else None."""
+        words = text.split()
+        if len(words) != 2:
+            return None
+        if self._keywords.get(normalize_keyword(words[0])) != Command.STATUS.value:
+            return None
+        code = words[1].strip(".,;:!?").upper()
+        return code if _RECEIPT.match(code) else None
+
+    async def _status(self, turn: Turn, code: str) -> bool:
+        """A tip's status, in the reporter's language. Any reporter who holds the code may
+        ask: it is a receipt, and the answer says nothing about the tip's content."""
+        normalized = code if "-" in code else f"{code[:4]}-{code[4:]}"
+        tip = await self._db.run(lambda session: repo.get_tip_by_receipt(
+            session, receipt_code=normalized))
+        if tip is None:
+            return await self._answer(turn, "status_unknown")
+        language = turn.reporter.language or self._messages.default
+        text = self._messages.get(language, f"status_{tip.status}").format(code=tip.receipt_code)
+        return await self._answer(turn, Reply(text))
+
+    async def _follow_up_answer(self, turn: Turn, text: str) -> bool:
+        """A message from a reporter an officer asked a question is the answer: threaded on
+        the tip, not a new tip."""
+        reporter_id = turn.inbound.reporter_id
+        now = self._clock()
+
+        def record(session: Session) -> bool:
+            awaiting = console_store.find_awaiting_follow_up(session, reporter_id=reporter_id)
+            if awaiting is None or awaiting.id is None:
+                return False
+            console_store.record_follow_up_answer(
+                session, follow_up_id=awaiting.id, text=text, now=now)
+            return True
+
+        if not await self._db.run(record):
+            return False
+        logger.info("pipeline.follow_up.answered")
+        return await self._answer(turn, "followup_thanks")
+
+    async def _notice_opt_in(self, turn: Turn, choice: str) -> bool:
+        if choice == "no":
+            return await self._answer(turn, "notify_no")
+        reporter_id = turn.inbound.reporter_id
+        await self._db.run(lambda session: repo.subscribe_status_notice(
+            session, receipt_code=choice, reporter_id=reporter_id))
+        return await self._answer(turn, "notify_yes")
+
+    async def _panic(self, turn: Turn) -> bool:
+        """End everything at once: an innocuous answer, the chat wiped where the provider
+        lets a bot do it, then the reporter forgotten, as with STOP."""
+        language = turn.reporter.language or self._messages.default
+        if turn.adapter is not None and turn.address is not None:
+            try:
+                await turn.adapter.erase_conversation(turn.address)
+            except SendError:
+                logger.warning("pipeline.panic.erase_failed")
+        reporter_id = turn.inbound.reporter_id
+        await self._reply(turn, Reply(self._messages.get(language, "panic_reply")), language)
+        await self._db.run(lambda session: repo.forget_reporter(session, reporter_id=reporter_id))
+        if self._forget_dialogue is not None:
+            await asyncio.to_thread(self._forget_dialogue, reporter_id)
+        logger.info("pipeline.reporter.panic")
+        return True
+
+    async def _over_rate_limit(self, turn: Turn) -> bool:
+        """More messages than the limit in the window: flag the pseudonym for officers and
+        slow it down (this message waits). Nothing is dropped."""
+        inbound = turn.inbound
+        now = self._clock()
+        window = timedelta(seconds=self._config.rate_limit_window_seconds)
+        reporter_id = inbound.reporter_id
+        recent = await self._db.run(lambda session: repo.count_recent_inbound(
+            session, reporter_id=reporter_id, since=now - window))
+        if recent <= self._config.rate_limit_messages:
+            return False
+        assert inbound.id is not None
+        inbound_id = inbound.id
+        pause = window.total_seconds() / self._config.rate_limit_messages
+
+        def throttle(session: Session) -> None:
+            repo.flag_flood(session, reporter_id=reporter_id, now=now)
+            repo.postpone_inbound(session, inbound_id=inbound_id,
+                                  retry_at=now + timedelta(seconds=pause),
+                                  told_received=inbound.told_received)
+
+        await self._db.run(throttle)
+        logger.warning("pipeline.reporter.flood", extra={"recent": recent})
         return True
 
     async def _keep_media(self, turn: Turn, attachments: Sequence[Mapping[str, Any]]) -> bool:

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from channels import ReplyAddress
 
@@ -38,10 +38,39 @@ def pseudonymize(pepper: str, channel: str, address: str) -> str:
 
 
 class VaultCipher:
-    """Fernet (AES-128-CBC + HMAC-SHA256) over {"channel", "value"}."""
+    """Fernet (AES-128-CBC + HMAC-SHA256) over {"channel", "value"}.
+
+    `key` may hold several comma-separated Fernet keys (a rotation in progress): the first
+    seals, every one opens (MultiFernet). Empty or malformed keys raise ValueError.
+    """
 
     def __init__(self, key: str) -> None:
-        self._fernet = Fernet(key.encode())
+        keys = [part.strip() for part in key.split(",") if part.strip()]
+        if not keys:
+            raise ValueError("the vault needs at least one Fernet key")
+        self._current = Fernet(keys[0].encode())
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+        self._key_count = len(keys)
+
+    @property
+    def key_count(self) -> int:
+        return self._key_count
+
+    def is_current(self, ciphertext: bytes) -> bool:
+        """Whether the entry is already sealed with the first (encrypting) key."""
+        try:
+            self._current.decrypt(ciphertext)
+        except InvalidToken:
+            return False
+        return True
+
+    def rotate(self, ciphertext: bytes) -> bytes:
+        """The same entry sealed with the first key; VaultError if no configured key opens it.
+        The plaintext never leaves this method."""
+        try:
+            return self._fernet.rotate(ciphertext)
+        except InvalidToken as exc:
+            raise VaultError("vault entry cannot be opened") from exc
 
     @staticmethod
     def generate_key() -> str:

@@ -118,6 +118,7 @@ def prepare(settings: Settings) -> Prepared:
         settings.languages,
         settings.default_language,
         settings.data_dir / "rasa-build",
+        project_dir=settings.nlu_project_dir,
         extra_fingerprint=lock_hash(),
     )
     if model_path(built.fingerprint).exists():

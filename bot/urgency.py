@@ -319,9 +319,9 @@ def _match_at(phrase: tuple[_Word, ...], forms: list[tuple[str, ...]], start: in
 
 
 @functools.cache
-def default_lexicon() -> UrgencyLexicon:
-    """The lexicon in config/urgency, every language, loaded on first use."""
-    lexicon = UrgencyLexicon.load(DEFAULT_LEXICON_DIR, strict=False)
+def default_lexicon(directory: Path = DEFAULT_LEXICON_DIR) -> UrgencyLexicon:
+    """The lexicon in `directory` (config/urgency), every language, loaded on first use."""
+    lexicon = UrgencyLexicon.load(directory, strict=False)
     for problem in lexicon.problems:
         # file:line and a message about the YAML, never tip text.
         logger.error("urgency.lexicon_invalid", extra={"problem": problem})

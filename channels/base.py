@@ -63,6 +63,7 @@ class Command(StrEnum):
     HELP = "help"
     DELETE = "delete"  # erase my conversation and my reply address (also SMS STOP)
     RESUME = "resume"  # SMS START after STOP
+    STATUS = "status"  # STATUS alone: how to ask for a report's status (with a code: text)
 
 @dataclass(frozen=True)
 class ReplyAddress:
@@ -175,6 +176,11 @@ class ChannelAdapter(ABC):
         self, address: ReplyAddress, reply: Reply, context: SendContext | None = None
     ) -> None:
         """Deliver one reply (possibly as several provider messages)."""
+
+    async def erase_conversation(self, address: ReplyAddress) -> int:
+        """Delete the conversation from the reporter's device where the provider lets a bot do
+        it (the panic word). Returns how many messages went; SMS and WhatsApp cannot: 0."""
+        return 0
 
     async def fetch_media(self, ref: MediaRef) -> bytes:
         """Download a file the reporter sent. Channels without media never get here."""

@@ -26,8 +26,10 @@ passes them through unchanged, then translated into channels.base errors by the 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -89,6 +91,8 @@ ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 # Telegram stops waiting for an answer to a button press after a short while; older ids fail.
 CALLBACK_ACK_TTL_SECONDS = 60.0
 _MAX_PENDING_ACK_CHATS = 1000
+# Telegram lets a bot delete messages of a private chat for 48 hours.
+_DELETABLE_SECONDS = 48 * 3600
 
 COMMANDS = {
     "/start": Command.START,
@@ -369,6 +373,8 @@ class TelegramAdapter(ChannelAdapter):
         )
         # chat id -> [(callback query id, when it arrived)], oldest chats first.
         self._pending_acks: OrderedDict[str, list[tuple[str, float]]] = OrderedDict()
+        # sha256(chat id) -> recent (message_id, monotonic time): see _remember.
+        self._recent: dict[str, collections.deque[tuple[int, float]]] = {}
 
     # -- inbound --
 
@@ -391,7 +397,27 @@ class TelegramAdapter(ChannelAdapter):
             return self._unreadable(raw)
         if update is None:
             return []
+        if update.message is not None and update.message.chat.type == "private":
+            self._remember(str(update.message.chat.id), update.message.message_id)
         return self._classify(update)
+
+    def _remember(self, chat_id: str, message_id: int) -> None:
+        """Recent message ids per chat, for the panic word. In memory only, under a hash of the
+        chat id, and only as long as Telegram lets a bot delete them (48 hours)."""
+        now = time.monotonic()
+        key = hashlib.sha256(chat_id.encode()).hexdigest()
+        recent = self._recent.setdefault(key, collections.deque(maxlen=200))
+        recent.append((message_id, now))
+        while recent and now - recent[0][1] > _DELETABLE_SECONDS:
+            recent.popleft()
+
+    async def erase_conversation(self, address: ReplyAddress) -> int:
+        """Delete the messages we remember in this chat, the reporter's and ours."""
+        key = hashlib.sha256(address.value.encode()).hexdigest()
+        remembered = self._recent.pop(key, collections.deque())
+        now = time.monotonic()
+        ids = [m for m, at in remembered if now - at <= _DELETABLE_SECONDS]
+        return await self.delete_messages(address, reversed(ids))
 
     def _unreadable(self, raw: dict[str, Any]) -> list[IncomingMessage]:
         """A private message the library cannot read still deserves a polite answer."""
@@ -562,7 +588,8 @@ class TelegramAdapter(ChannelAdapter):
     ) -> None:
         with _translated_errors():
             # Plain text (no parse_mode): nothing a reply quotes can turn into markup or links.
-            await self._bot.send_message(chat_id=chat_id, text=text, reply_markup=markup)
+            sent = await self._bot.send_message(chat_id=chat_id, text=text, reply_markup=markup)
+        self._remember(chat_id, sent.message_id)
 
     async def fetch_media(self, ref: MediaRef) -> bytes:
         """getFile, then download the bytes (at most max_media_bytes, and Telegram's 20 MB)."""

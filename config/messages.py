@@ -22,7 +22,7 @@ MESSAGES_DIR = Path(__file__).resolve().parent / "messages"
 
 # Command names a keyword may map to (the values of channels.base.Command; config cannot
 # import channels, so they are repeated here and checked by a test).
-KEYWORD_COMMANDS = frozenset({"start", "language", "help", "delete", "resume"})
+KEYWORD_COMMANDS = frozenset({"start", "language", "help", "delete", "resume", "status"})
 
 # Trailing punctuation a phone keyboard or a habit adds: "Stop." and "AIDE !" still count.
 _TRAILING = " \t\r\n.,;:!?¡¿؟،؛。！？…'\"«»-"

@@ -89,9 +89,28 @@ class TelegramSettings(BaseModel):
 class PrivacySettings(BaseModel):
     # Key for reporter pseudonyms: HMAC-SHA256(pepper, channel:address).
     pepper: SecretStr = SecretStr("")
-    # Fernet key for the reply vault (urlsafe base64, 32 bytes). Never stored in the database.
+    # Fernet key(s) for the reply vault (urlsafe base64, 32 bytes). Never stored in the database.
+    # Several keys, comma-separated, during a rotation: the first encrypts, all decrypt
+    # (`tipline vault rotate` moves every entry to the first; then the old key can go).
     vault_key: SecretStr = SecretStr("")
     vault_days: int = 30
+    # Words that end a conversation at once and erase it (whole message, any case); the
+    # answer looks innocuous. Empty: off. Publicise the word you choose to residents.
+    panic_words: list[str] = Field(default_factory=list)
+    # Per-pseudonym rate limit: more messages than this within the window are slowed down
+    # and flagged for officers, never dropped.
+    rate_limit_messages: int = 30
+    rate_limit_window_seconds: int = 600
+    # Retention (bot/retention.py runs it every `retention_interval_minutes`; `tipline retention
+    # run` runs it once). Tips with everything hanging off them are deleted this many days
+    # after they reached a final status (closed, rejected, duplicate), unless on legal hold.
+    retention_days: int = Field(default=90, ge=1)
+    # Rasa tracker events older than this are deleted; so are reporter rows (conversation
+    # state) silent this long with no reply address left, and files never attached to a tip.
+    tracker_retention_days: int = Field(default=30, ge=1)
+    # Processed inbound ledger rows: the dedupe key is needed only while a provider may retry.
+    inbound_retention_hours: int = Field(default=48, ge=1)
+    retention_interval_minutes: int = Field(default=60, ge=1)
 
 
 class ConsoleSettings(BaseModel):
@@ -135,6 +154,21 @@ class GatewaySettings(BaseModel):
     retry_seconds: float = 5.0
 
 
+class AlertSettings(BaseModel):
+    # Who hears about a critical tip at once (bot/alerts.py), besides the console's live feed.
+    # Officers' and supervisors' numbers are staff data, never reporters': fine here, never
+    # logged. Environment lists are JSON: TIPLINE_ALERTS__SMS_NUMBERS='["+15550001111"]'.
+    telegram_chat_id: str = ""  # a Telegram group the bot is a member of, e.g. "-1001234567890"
+    sms_numbers: list[str] = Field(default_factory=list)  # officers on duty
+    # Off by default: a short summary ("what" + where) travels through Telegram/Twilio, which
+    # keep it; without it an alert is only "Critical tip #12 (fr, sms) — open the console".
+    include_summary: bool = False
+    # A critical tip nobody has claimed after this long alerts the supervisors, once.
+    escalate_after_minutes: int = Field(default=5, ge=1)
+    supervisor_telegram_chat_id: str = ""
+    supervisor_sms_numbers: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TIPLINE_",
@@ -148,6 +182,11 @@ class Settings(BaseSettings):
     default_language: str = "en"
     emergency_number: str = "112"
     data_dir: Path = PROJECT_DIR / "var"
+    # Where what administrators edit is read from (default: this repository's folders). Point
+    # them at a copy to run from other content, e.g. TIPLINE_MESSAGES_DIR=/srv/tipline/messages.
+    nlu_project_dir: Path = PROJECT_DIR / "nlu" / "project"  # dialogue, responses, training data
+    messages_dir: Path = CONFIG_DIR / "messages"  # the gateway's own texts and keywords
+    urgency_dir: Path = CONFIG_DIR / "urgency"  # urgency word lists
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     rasa: RasaSettings = Field(default_factory=RasaSettings)
@@ -159,6 +198,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     channels: ChannelSwitches = Field(default_factory=ChannelSwitches)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,7 @@ def ensure_rasa_env(*, say: object = print) -> RasaEnv:
     """Create (once per lock file) and return the Rasa virtual environment."""
     python = find_python310()
     fallback = python is None
-    if fallback:
+    if python is None:
         if sys.version_info[:2] != (3, 11):
             raise RasaEnvironmentError(
                 "Rasa 3.6 needs Python 3.10 and none was found. Install one, e.g. "
@@ -177,12 +178,12 @@ def train_model(
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = target.parent / f".training-{fingerprint}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    # A directory of its own: another process (a test run, a second administrator) may be
+    # training the same fingerprint right now; whichever finishes first puts the model in place.
+    work = Path(tempfile.mkdtemp(prefix=f".training-{fingerprint}-", dir=target.parent))
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as output:
-        process = subprocess.Popen(
+    try:
+        with log.open("ab") as output, subprocess.Popen(
             [
                 str(env.rasa), "train", "--domain", str(domain), "--config", str(config),
                 "--data", str(data), "--out", str(work), "--fixed-model-name", fingerprint,
@@ -190,24 +191,22 @@ def train_model(
             # Unbuffered, so progress arrives while it happens rather than in 8 KB blocks.
             env={**os.environ, **RASA_ENV, "PYTHONUNBUFFERED": "1"}, cwd=str(work),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        )
-        assert process.stdout is not None
-        try:
+        ) as process:
+            assert process.stdout is not None
             while chunk := os.read(process.stdout.fileno(), 65536):
                 output.write(chunk)
                 output.flush()
                 if on_output is not None:
                     on_output(chunk)
-        finally:
-            returncode = process.wait()
-    if returncode != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        raise RasaEnvironmentError(f"training failed; the end of {log}:\n{tail}")
-    produced = work / f"{fingerprint}.tar.gz"
-    if not produced.exists():
-        raise RasaEnvironmentError("training finished without a model file")
-    produced.replace(target)  # atomic: a half-written model is never picked up
-    shutil.rmtree(work, ignore_errors=True)
+        if process.returncode != 0:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise RasaEnvironmentError(f"training failed; the end of {log}:\n{tail}")
+        produced = work / f"{fingerprint}.tar.gz"
+        if not produced.exists():
+            raise RasaEnvironmentError("training finished without a model file")
+        produced.replace(target)  # atomic: a half-written model is never picked up
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return target
 
 

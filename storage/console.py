@@ -1,6 +1,6 @@
 """Storage of the duty officers' console: accounts, sessions, login throttling, the audit log,
 notes, tags, follow-up questions and the per-tip message thread, and every change officers make
-to a tip (claim, status, urgency, redaction).
+to a tip (claim, status, urgency, redaction, legal hold).
 
 Every change writes its audit row in the same transaction (`record_audit` is called by the
 function that makes the change, never by the caller afterwards), so an action that fails leaves
@@ -101,6 +101,9 @@ class AuditAction(StrEnum):
     DOWNLOAD = "download"
     FOLLOW_UP = "follow_up"
     ACCOUNT = "account"
+    LEGAL_HOLD = "legal_hold"
+    # Written by the retention job (storage/retention.py), not by an officer.
+    RETENTION = "retention"
 
 
 # What the tip page lists as history: the audit trail of the tip minus mere reading.
@@ -674,6 +677,8 @@ def _fix_times(tip: Tip) -> Tip:
     tip.received_at = as_utc(tip.received_at)
     if tip.claim_expires_at is not None:
         tip.claim_expires_at = as_utc(tip.claim_expires_at)
+    if tip.closed_at is not None:
+        tip.closed_at = as_utc(tip.closed_at)
     return tip
 
 
@@ -962,8 +967,9 @@ def change_tip_status(
         detail += f"; reason: {reason[:300]}"
     tip.status = status
     if status not in OPEN_STATUSES:
-        # A finished tip frees its officer.
+        # A finished tip frees its officer, and its retention period starts now.
         tip.claimed_by, tip.claim_expires_at = None, None
+        tip.closed_at = now
     else:
         _refresh_own_claim(tip, actor=actor, lease=lease, now=now)
     session.add(tip)
@@ -996,6 +1002,26 @@ def change_tip_urgency(
     session.add(tip)
     record_audit(session, actor=actor, action=AuditAction.URGENCY, now=now, tip_id=tip_id,
                  detail=f"{previous} -> {urgency}; reason: {reason}")
+
+
+def set_legal_hold(
+    session: Session, *, tip_id: int, actor: Actor, hold: bool, reason: str, now: datetime
+) -> None:
+    """Put a tip on legal hold (retention never deletes it) or release it. Supervisors and
+    admins only, always with a reason, which goes into the audit row."""
+    if not actor.oversees:
+        raise NotPermittedError("only supervisors and admins set or clear a legal hold")
+    tip = _lock_tip(session, tip_id=tip_id)
+    reason = " ".join(reason.split())[:300]
+    if not reason:
+        raise InvalidActionError("a legal hold change needs a reason (case, order number...)")
+    if tip.legal_hold == hold:
+        raise InvalidActionError("the tip is already on legal hold" if hold
+                                 else "the tip is not on legal hold")
+    tip.legal_hold = hold
+    session.add(tip)
+    record_audit(session, actor=actor, action=AuditAction.LEGAL_HOLD, now=now, tip_id=tip_id,
+                 detail=f"{'on' if hold else 'off'}; reason: {reason}")
 
 
 def add_tip_note(

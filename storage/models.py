@@ -97,6 +97,8 @@ class Reporter(SQLModel, table=True):
     last_choices: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     first_contact_at: datetime = _timestamp()
     last_contact_at: datetime = _timestamp()
+    # Set when the reporter sent more than the rate limit allows: their tips say so.
+    flood_flagged_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     # When the dialogue last answered: a long silence since then starts a new conversation.
     last_turn_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
@@ -155,6 +157,14 @@ class Tip(TipBase, table=True):
     # Why a tip was rejected (spam, false report), and the tip a duplicate was merged into.
     status_reason: str | None = Field(default=None, max_length=500)
     duplicate_of: int | None = None
+    # --- retention (storage/retention.py deletes; storage/console.py sets these) ---
+    # When the tip reached a final status (closed, rejected, duplicate): retention counts
+    # from here. None while the tip is open.
+    closed_at: datetime | None = Field(
+        default=None, sa_type=DateTime(timezone=True), index=True
+    )
+    # Set by a supervisor or admin (audited, with a reason): retention never deletes the tip.
+    legal_hold: bool = False
 
 
 class Attachment(SQLModel, table=True):
@@ -172,6 +182,26 @@ class Attachment(SQLModel, table=True):
     # Why officers should look before sharing it, e.g. metadata we could not remove.
     flagged_reason: str | None = None
     received_at: datetime = _timestamp()
+
+
+class StatusNotice(SQLModel, table=True):
+    """A reporter asked to be told when their tip is acted on ("you told us, we acted")."""
+
+    __tablename__ = "status_notice"
+
+    tip_id: int = Field(primary_key=True, foreign_key="tip.id")
+    # The status the reporter was last told about; a notice goes out when the tip's differs.
+    notified_status: str | None = Field(default=None, max_length=16)
+    created_at: datetime = _timestamp()
+
+
+class SpamPseudonym(SQLModel, table=True):
+    """A pseudonym an officer marked as spam: its tips go to the spam folder, never deleted."""
+
+    __tablename__ = "spam_pseudonym"
+
+    reporter_id: str = Field(primary_key=True, max_length=64)
+    marked_at: datetime = _timestamp()
 
 
 class TipCreate(TipBase):

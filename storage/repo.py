@@ -22,6 +22,8 @@ from storage.models import (
     InboundMessage,
     InboundState,
     Reporter,
+    SpamPseudonym,
+    StatusNotice,
     Tip,
     TipCreate,
     TipStatus,
@@ -366,3 +368,76 @@ def forget_reporter(session: Session, *, reporter_id: str) -> None:
     )
     # Unprocessed texts and the (hashed) provider ids with their times: all of it goes.
     session.execute(delete(InboundMessage).where(col(InboundMessage.reporter_id) == reporter_id))
+
+
+# --- Status notices, spam and floods ---------------------------------------------------------
+
+
+def subscribe_status_notice(session: Session, *, receipt_code: str, reporter_id: str) -> bool:
+    """The reporter of this tip wants to hear when it is acted on. Only its own reporter may
+    ask (a receipt code alone is not enough). Returns False for an unknown code."""
+    tip = get_tip_by_receipt(session, receipt_code=receipt_code)
+    if tip is None or tip.id is None or tip.reporter_id != reporter_id:
+        return False
+    if session.get(StatusNotice, tip.id) is None:
+        session.add(StatusNotice(tip_id=tip.id, notified_status=tip.status))
+        session.flush()
+    return True
+
+
+# Statuses a reporter who asked is told about.
+NOTIFIED_STATUSES = (TipStatus.FORWARDED.value, TipStatus.CLOSED.value)
+
+
+def list_due_status_notices(session: Session, *, limit: int = 50) -> list[tuple[int, str, str, str, str]]:
+    """(tip_id, reporter_id, channel, language, status, receipt) for tips whose status moved
+    to one reporters are told about since their last notice."""
+    statement = (
+        select(Tip.id, Tip.reporter_id, Tip.channel, Tip.language, Tip.status, Tip.receipt_code)
+        .join(StatusNotice, col(StatusNotice.tip_id) == col(Tip.id))
+        .where(col(Tip.status).in_(NOTIFIED_STATUSES))
+        .where(
+            (col(StatusNotice.notified_status).is_(None))
+            | (col(StatusNotice.notified_status) != col(Tip.status))
+        )
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.execute(statement)]  # type: ignore[misc]
+
+
+def mark_status_notified(session: Session, *, tip_id: int, status: str) -> bool:
+    """Record the notice before sending it (False: another worker already did): a reporter is
+    never told twice."""
+    result = session.execute(
+        update(StatusNotice)
+        .where(col(StatusNotice.tip_id) == tip_id)
+        .where((col(StatusNotice.notified_status).is_(None))
+               | (col(StatusNotice.notified_status) != status))
+        .values(notified_status=status)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_spam(session: Session, *, reporter_id: str) -> None:
+    if session.get(SpamPseudonym, reporter_id) is None:
+        session.add(SpamPseudonym(reporter_id=reporter_id))
+        session.flush()
+
+
+def is_spam(session: Session, *, reporter_id: str) -> bool:
+    return session.get(SpamPseudonym, reporter_id) is not None
+
+
+def count_recent_inbound(session: Session, *, reporter_id: str, since: datetime) -> int:
+    statement = (
+        select(func.count())
+        .where(InboundMessage.reporter_id == reporter_id)
+        .where(col(InboundMessage.received_at) >= since)
+    )
+    return int(session.execute(statement).scalar_one())
+
+
+def flag_flood(session: Session, *, reporter_id: str, now: datetime) -> None:
+    session.execute(
+        update(Reporter).where(col(Reporter.reporter_id) == reporter_id).values(flood_flagged_at=now)
+    )

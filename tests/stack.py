@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from bot.app import create_app
 from bot.runner import prepare, start_rasa_processes, stop_all, wait_for_rasa
 from config import Settings
 from tests.conftest import make_settings, make_twilio_form, twilio_signature
-from tests.fakes import FakeTwilioApi, Router
+from tests.fakes import FakeTwilioApi, Handler, Router
 
 
 def free_port() -> int:
@@ -70,7 +70,11 @@ class Stack:
         return tips
 
 
-def run_stack(tmp: Path, **overrides: object) -> Iterator[Stack]:
+def run_stack(
+    tmp: Path, *, extra_routes: Mapping[str, Handler] | None = None, **overrides: object
+) -> Iterator[Stack]:
+    """Start the stack; `overrides` go to make_settings, `extra_routes` add fake providers
+    by host (e.g. {"api.telegram.org": FakeTelegramApi()}) beside the fake Twilio."""
     gateway_port, rasa_port, actions_port = free_port(), free_port(), free_port()
     settings = make_settings(
         tmp,
@@ -81,7 +85,8 @@ def run_stack(tmp: Path, **overrides: object) -> Iterator[Stack]:
     )
     prepared = prepare(settings)
     twilio = FakeTwilioApi()
-    app = create_app(settings, transport=Router({"api.twilio.com": twilio}, passthrough=True))
+    routes: dict[str, Handler] = {"api.twilio.com": twilio, **(extra_routes or {})}
+    app = create_app(settings, transport=Router(routes, passthrough=True))
     server = uvicorn.Server(uvicorn.Config(
         app, host="127.0.0.1", port=gateway_port, log_config=None, access_log=False,
         lifespan="on",

@@ -126,11 +126,11 @@ def test_a_key_missing_from_the_default_language_is_reported(project: Project) -
 
 
 def test_a_lost_placeholder_is_an_error(project: Project) -> None:
-    text = project.path(RESPONSES_FR).read_text(encoding="utf-8")
-    project.path(RESPONSES_FR).write_text(text.replace("{receipt_code}", "CODE"),
-                                          encoding="utf-8")
-    problems = project.check()
     line = project.line_of(RESPONSES_FR, "text:", after="utter_tip_received:")
+    fr = project.path(RESPONSES_FR).read_text(encoding="utf-8").splitlines(keepends=True)
+    fr[line - 1] = fr[line - 1].replace("{receipt_code}", "CODE")  # only in that response
+    project.path(RESPONSES_FR).write_text("".join(fr), encoding="utf-8")
+    problems = project.check()
     assert [f"{p.file}:{p.line}" for p in problems] == [f"{RESPONSES_FR}:{line}"]
     assert "{receipt_code}" in problems[0].message
 

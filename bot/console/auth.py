@@ -77,6 +77,7 @@ class LoginThrottledError(ConsoleError):
 
 _ROLES_ATTR = "__console_roles__"
 _PUBLIC_ATTR = "__console_public__"
+_PASSIVE_ATTR = "__console_passive__"
 
 
 def allow(*roles: OfficerRole) -> Callable[[F], F]:
@@ -94,6 +95,14 @@ def allow(*roles: OfficerRole) -> Callable[[F], F]:
 def public(endpoint: F) -> F:
     """Declare an endpoint open to anyone (login page, static files). Use sparingly."""
     setattr(endpoint, _PUBLIC_ATTR, True)
+    return endpoint
+
+
+def passive(endpoint: F) -> F:
+    """Declare that requests to an endpoint are not officer activity: they still need a valid
+    session and role, but do not extend the idle timeout. For what the browser does by itself
+    (the live alert stream reconnects all day); otherwise an open tab never times out."""
+    setattr(endpoint, _PASSIVE_ATTR, True)
     return endpoint
 
 
@@ -214,7 +223,9 @@ def state_of(request: Request) -> ConsoleState:
     return state
 
 
-async def _login_from_cookie(request: Request, state: ConsoleState) -> Login:
+async def _login_from_cookie(
+    request: Request, state: ConsoleState, *, touch: bool = True
+) -> Login:
     token = request.cookies.get(session_cookie_name(state.settings))
     if not token:
         raise NotAuthenticatedError("login")
@@ -236,7 +247,7 @@ async def _login_from_cookie(request: Request, state: ConsoleState) -> Login:
             # Expired sessions are deleted, not just refused.
             store.delete_officer_session(session, token_hash=token_hash)
             return None, "expired"
-        if now - stored.last_seen_at > TOUCH_EVERY:
+        if touch and now - stored.last_seen_at > TOUCH_EVERY:
             store.touch_officer_session(session, token_hash=token_hash, now=now)
         assert officer.id is not None
         actor = Actor(officer_id=officer.id, username=officer.username, role=officer.role)
@@ -274,7 +285,8 @@ async def guard(request: Request) -> None:
                 raise CsrfError("missing or wrong login form token")
         return
     roles = declared_roles(endpoint)
-    login = await _login_from_cookie(request, state)
+    login = await _login_from_cookie(
+        request, state, touch=not getattr(endpoint, _PASSIVE_ATTR, False))
     request.state.login = login
     if roles is None:
         raise ForbiddenError("this route declares no roles, so nobody may use it")

@@ -8,19 +8,22 @@ never log tip text, and show tip texts masked unless the officer asked to unmask
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import secrets
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 
+from bot.alerts import AlertDispatcher
 from bot.console.auth import (
     ALL_ROLES,
     LOGIN_CSRF_COOKIE,
@@ -33,6 +36,7 @@ from bot.console.auth import (
     current_login,
     guarded_router,
     hash_token,
+    passive,
     public,
     session_cookie_name,
     state_of,
@@ -51,8 +55,14 @@ TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
 STATIC_FILES = {
     "console.css": "text/css; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "alerts.js": "text/javascript; charset=utf-8",
 }
 PAGE_SIZE = 50
+# The live alert stream ends after this long and the browser's EventSource reconnects by itself:
+# each reconnection passes the guard again (a lapsed session or a disabled account is noticed),
+# and a server shutdown never waits long for an open tab.
+LIVE_STREAM_SECONDS = 30.0
+LIVE_HEARTBEAT_SECONDS = 10.0  # a comment line, so proxies do not close a quiet stream
 API_MAX = 500
 CATALOGUE = Catalogue()
 PREPARED = PreparedQuestions()
@@ -296,6 +306,41 @@ def build_router() -> APIRouter:
                         "tag": tag, "status": status},
         })
 
+    @router.get("/console/events")
+    @allow(*ALL_ROLES)
+    @passive
+    async def live_events(
+        request: Request,
+        since: Annotated[float | None, Query(ge=0, le=1e11)] = None,
+    ) -> Response:
+        """Server-sent events: critical tips as they are stored (bot.alerts). `since` (epoch
+        seconds, from the queue page) replays what arrived between drawing the page and
+        connecting; the page's script ignores a tip it has already shown."""
+        alerts: AlertDispatcher | None = getattr(request.app.state, "alerts", None)
+        if alerts is None:
+            return Response(status_code=503)
+        start = datetime.fromtimestamp(since, UTC) if since is not None else None
+
+        async def stream() -> AsyncIterator[str]:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LIVE_STREAM_SECONDS
+            with alerts.subscribe() as inbox:
+                # Subscribed before catching up: an event in between comes twice, never not at all.
+                yield "retry: 2000\n\n"
+                for event in alerts.recent(since=start) if start is not None else []:
+                    yield event.to_sse()
+                while (left := deadline - loop.time()) > 0:
+                    try:
+                        event = await asyncio.wait_for(
+                            inbox.get(), timeout=min(LIVE_HEARTBEAT_SECONDS, left))
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    yield event.to_sse()
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"X-Accel-Buffering": "no"})
+
     @router.post("/console/next")
     @allow(*ALL_ROLES)
     async def next_tip(request: Request) -> Response:
@@ -317,8 +362,13 @@ def build_router() -> APIRouter:
             officers = await state.db(request).run(lambda s: store.list_officers(s))
         tip = detail.tip
         allowed = sorted(store.TRANSITIONS[tip.status], key=list(TipStatus).index)
+        # When retention will delete the tip (bot/retention.py), so a hold can come first.
+        retention = timedelta(days=state.settings.privacy.retention_days)
+        deletion_due = (tip.closed_at + retention
+                        if tip.closed_at is not None and not tip.legal_hold else None)
         return render(request, "tip.html", {
             "d": detail, "tip": tip, "unmasked": unmask, "transitions": allowed,
+            "deletion_due": deletion_due,
             "urgencies": list(Urgency), "officers": officers,
             "prepared": PREPARED.for_language(tip.language),
             "mine": tip.claimed_by == login.actor.officer_id and detail.holder is not None,
@@ -432,6 +482,20 @@ def build_router() -> APIRouter:
         await state.db(request).run(lambda s: store.redact_tip_passage(
             s, tip_id=tip_id, actor=login.actor, passage=passage, now=now))
         return _see_other(_tip_url(tip_id, "redacted"))
+
+    @router.post("/console/tips/{tip_id}/legal-hold")
+    @allow(*OVERSEERS)
+    async def tip_legal_hold(
+        request: Request,
+        tip_id: int,
+        hold: Annotated[str, Form(pattern="^(on|off)$")],
+        reason: Annotated[str, Form(max_length=300)] = "",
+    ) -> Response:
+        state, login = state_of(request), current_login(request)
+        now = state.clock()
+        await state.db(request).run(lambda s: store.set_legal_hold(
+            s, tip_id=tip_id, actor=login.actor, hold=hold == "on", reason=reason, now=now))
+        return _see_other(_tip_url(tip_id, "legal_hold_changed"))
 
     @router.post("/console/tips/{tip_id}/followups")
     @allow(*ALL_ROLES)

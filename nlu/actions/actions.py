@@ -112,7 +112,7 @@ class ActionSubmitTip(Action):
             dispatcher.utter_message(response="utter_tip_not_saved")
             return []
         dispatcher.utter_message(response="utter_tip_received", receipt_code=receipt)
-        dispatcher.utter_message(response="utter_anything_else")
+        dispatcher.utter_message(response="utter_anything_else", receipt_code=receipt)
         return [SlotSet("receipt_code", receipt), *(SlotSet(n, None) for n in TIP_SLOTS)]
 
 

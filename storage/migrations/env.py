@@ -5,6 +5,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
 from storage import (  # noqa: F401  (registers the tables on SQLModel.metadata)
+    alerts,
     console,
     models,
     runtime,

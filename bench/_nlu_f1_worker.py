@@ -1,0 +1,114 @@
+"""Runs inside the Rasa environment (Python 3.10) for bench/nlu_f1.py: folds, training,
+classification. Writes a JSON report; prints nothing of the examples."""
+
+import asyncio
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+logging.disable(logging.WARNING)
+
+
+def load_examples(project: Path, languages):
+    examples = []
+    for language in languages:
+        data = yaml.safe_load((project / "data" / f"nlu-{language}.yml").read_text(encoding="utf-8"))
+        for block in data["nlu"]:
+            for line in block["examples"].splitlines():
+                text = line.strip()
+                if text.startswith("- "):
+                    examples.append((language, block["intent"], text[2:].strip()))
+    return examples
+
+
+def folds_of(examples, k, seed=7):
+    by_group = defaultdict(list)
+    for example in examples:
+        by_group[(example[0], example[1])].append(example)
+    folds = [[] for _ in range(k)]
+    rng = random.Random(seed)
+    for group in sorted(by_group):
+        items = by_group[group]
+        rng.shuffle(items)
+        for n, example in enumerate(items):
+            folds[n % k].append(example)
+    return folds
+
+
+def write_nlu(path: Path, examples):
+    by_intent = defaultdict(list)
+    for _language, intent, text in examples:
+        by_intent[intent].append(text)
+    blocks = [{"intent": intent, "examples": "".join(f"- {t}\n" for t in texts)}
+              for intent, texts in sorted(by_intent.items())]
+    path.write_text(yaml.safe_dump({"version": "3.1", "nlu": blocks}, allow_unicode=True),
+                    encoding="utf-8")
+
+
+def f1_scores(pairs):
+    intents = sorted({gold for gold, _ in pairs} | {pred for _, pred in pairs})
+    scores = {}
+    for intent in intents:
+        tp = sum(1 for g, p in pairs if g == intent and p == intent)
+        fp = sum(1 for g, p in pairs if g != intent and p == intent)
+        fn = sum(1 for g, p in pairs if g == intent and p != intent)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        scores[intent] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return scores
+
+
+async def classify(model_path, texts):
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(model_path)
+    out = []
+    for text in texts:
+        parsed = await agent.parse_message(text)
+        out.append(parsed["intent"]["name"])
+    return out
+
+
+def main():
+    project, report_path = Path(sys.argv[1]), Path(sys.argv[2])
+    k, languages = int(sys.argv[3]), sys.argv[4].split(",")
+    from rasa.model_training import train_nlu
+
+    started = time.monotonic()
+    examples = load_examples(project, languages)
+    folds = folds_of(examples, k)
+    predictions = []
+    for index in range(k):
+        held_out = folds[index]
+        training = [e for n, fold in enumerate(folds) if n != index for e in fold]
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp) / "nlu.yml"
+            write_nlu(data, training)
+            model = train_nlu(config=str(project / "config.yml"), nlu_data=str(data),
+                              output=tmp, fixed_model_name=f"fold{index}")
+            labels = asyncio.run(classify(model, [text for _l, _i, text in held_out]))
+        predictions += [(language, intent, label)
+                        for (language, intent, _t), label in zip(held_out, labels, strict=True)]
+    report = {"examples": len(examples), "seconds": time.monotonic() - started, "languages": {}}
+    for language in languages:
+        pairs = [(gold, pred) for lang, gold, pred in predictions if lang == language]
+        per_intent = f1_scores(pairs)
+        gold_intents = sorted({g for g, _ in pairs})
+        report["languages"][language] = {
+            "macro_f1": sum(per_intent[i] for i in gold_intents) / len(gold_intents),
+            "accuracy": sum(1 for g, p in pairs if g == p) / len(pairs),
+            "examples": len(pairs),
+            "intents": {i: per_intent[i] for i in gold_intents},
+        }
+    report_path.write_text(json.dumps(report), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
