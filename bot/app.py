@@ -311,10 +311,11 @@ def create_app(
 
 
 def app_from_environment() -> FastAPI:
-    """For `uvicorn --factory`: settings from the environment and config/tipline.yml."""
-    from bot.runner import DEV_SECRETS, load_env_file
+    """For `uvicorn --factory`: settings from the environment and config/tipline.yml only.
+
+    Never falls back to var/dev-secrets.env: a production gateway whose pepper went missing
+    must refuse to start, not quietly run in development mode. `tipline run` puts the dev
+    secrets into the environment it starts the gateway with."""
     from config import load_settings
 
-    if DEV_SECRETS.exists() and "TIPLINE_PRIVACY__PEPPER" not in __import__("os").environ:
-        load_env_file(DEV_SECRETS)
     return create_app(load_settings())

@@ -77,19 +77,27 @@ def say(message: str) -> None:
 
 
 def ensure_dev_secrets(path: Path = DEV_SECRETS) -> Path:
-    """Random secrets for a development machine, made once, never committed (var/ is ignored)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = {
-            "TIPLINE_ENVIRONMENT": "development",
-            "TIPLINE_PRIVACY__PEPPER": secrets.token_urlsafe(32),
-            "TIPLINE_PRIVACY__VAULT_KEY": VaultCipher.generate_key(),
-            "TIPLINE_RASA__TOKEN": secrets.token_urlsafe(24),
-            "TIPLINE_ACTIONS__TOKEN": secrets.token_urlsafe(24),
-            "TIPLINE_TWILIO__AUTH_TOKEN": secrets.token_hex(16),
-            "TIPLINE_CONSOLE__OFFICER_PASSWORD": secrets.token_urlsafe(12),
-        }
-        path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()), encoding="utf-8")
+    """Random secrets for a development machine, made once, never committed (var/ is ignored).
+    A file from an older version gets the keys it lacks; existing values are never changed
+    (a new pepper would turn every reporter into a stranger)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    present = set()
+    if path.exists():
+        present = {line.split("=", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()}
+    wanted = {
+        "TIPLINE_ENVIRONMENT": "development",
+        "TIPLINE_PRIVACY__PEPPER": secrets.token_urlsafe(32),
+        "TIPLINE_PRIVACY__VAULT_KEY": VaultCipher.generate_key(),
+        "TIPLINE_RASA__TOKEN": secrets.token_urlsafe(24),
+        "TIPLINE_ACTIONS__TOKEN": secrets.token_urlsafe(24),
+        "TIPLINE_TWILIO__AUTH_TOKEN": secrets.token_hex(16),
+        # The dev officer's console password (`tipline run` creates the account).
+        "TIPLINE_DEV_OFFICER_PASSWORD": secrets.token_urlsafe(18),
+    }
+    missing = {k: v for k, v in wanted.items() if k not in present}
+    if missing:
+        with path.open("a", encoding="utf-8") as file:
+            file.write("".join(f"{k}={v}\n" for k, v in missing.items()))
         path.chmod(0o600)
     return path
 
@@ -637,6 +645,28 @@ def _answer_reload(settings: Settings, current: RasaProcess, db: Database, *,
     return new
 
 
+DEV_OFFICER = "dev-officer"
+
+
+def ensure_dev_officer(settings: Settings) -> str | None:
+    """In development, an officer account to try the console with (role officer, so no
+    second factor by default). Never in production: accounts there are made on purpose."""
+    password = os.environ.get("TIPLINE_DEV_OFFICER_PASSWORD", "")
+    if not settings.is_development or len(password) < 12:
+        return None
+    from bot.console.accounts import AccountError, create_account, list_accounts
+    from storage.console import OfficerRole
+
+    if any(username == DEV_OFFICER for username, *_ in list_accounts(settings)):
+        return DEV_OFFICER
+    try:
+        create_account(settings, username=DEV_OFFICER, role=OfficerRole.OFFICER, password=password)
+    except AccountError as exc:
+        say(f"Could not create the dev officer account: {exc}")
+        return None
+    return DEV_OFFICER
+
+
 def run_all(settings: Settings) -> int:
     prepared = prepare(settings)
     rasa_port = int(settings.rasa.url.rsplit(":", 1)[1].split("/")[0])
@@ -684,8 +714,13 @@ def run_all(settings: Settings) -> int:
         say("The tip line is running.")
         say(f"  Try-it chat:     {gateway_url}/try")
         # Accounts live in the database now (settings.console has no user any more).
-        say(f"  Officers' console: {gateway_url}/console  (accounts: "
-            "`tipline officers create-admin`)")
+        officer = ensure_dev_officer(settings)
+        if officer is not None:
+            say(f"  Officers' console: {gateway_url}/console  (user '{officer}', password "
+                f"TIPLINE_DEV_OFFICER_PASSWORD in {DEV_SECRETS.relative_to(PROJECT_DIR)})")
+        else:
+            say(f"  Officers' console: {gateway_url}/console  (accounts: "
+                "`tipline officers create-admin`)")
         say(f"  SMS webhook:     {gateway_url}/webhooks/sms")
         say(f"  Logs:            {log_dir}")
         say("Press Ctrl-C to stop. `tipline flows reload` puts a newly trained model live.")
