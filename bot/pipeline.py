@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +38,7 @@ from channels import (
     WebhookRequest,
 )
 from channels.base import WebhookAck
-from channels.media import MediaError, MediaTooLargeError, scrub
+from channels.media import MediaError, MediaTooLargeError, Scrubbed, scrub
 from config.messages import GatewayMessages, normalize_keyword
 from nlu.language import LanguageDetector, choose_conversation_language
 from nlu.rasa_client import BotUtterance, DialogueUnavailableError, RasaClient
@@ -263,9 +263,9 @@ class Pipeline:
             self._active.discard(reporter_id)
             self._wakeup.set()
 
-    async def _exclusively(self, reporter_id: str, work: Awaitable[None]) -> None:
+    async def _exclusively(self, reporter_id: str, work: Coroutine[Any, Any, None]) -> None:
         if reporter_id in self._active:
-            work.close()  # type: ignore[attr-defined]  (a coroutine we will not run now)
+            work.close()  # not now: that reporter's turn is running; next round
             return
         self._active.add(reporter_id)
         try:
@@ -609,10 +609,13 @@ class Pipeline:
             except MediaError:
                 logger.warning("pipeline.media.unreadable", extra={"kind": ref.kind})
                 continue
-            await self._db.run(lambda session, c=clean, k=ref.kind: repo.store_attachment(
-                session, reporter_id=reporter_id, kind=k, content_type=c.content_type,
-                data=c.data, metadata_removed=c.metadata_removed,
-                flagged_reason=c.flagged_reason, now=self._clock()))
+            def store(session: Session, c: Scrubbed = clean, kind: str = ref.kind) -> None:
+                repo.store_attachment(
+                    session, reporter_id=reporter_id, kind=kind, content_type=c.content_type,
+                    data=c.data, metadata_removed=c.metadata_removed,
+                    flagged_reason=c.flagged_reason, now=self._clock())
+
+            await self._db.run(store)
         return True
 
     async def _answer(self, turn: Turn, message: str | Reply, *, choices: Sequence[str] = ()) -> bool:

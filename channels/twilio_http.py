@@ -35,7 +35,7 @@ class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]
                 method.upper(),
                 url,
                 params=params,  # type: ignore[arg-type]
-                data=data,  # type: ignore[arg-type]
+                data=data,
                 headers=headers,
                 auth=auth,
                 timeout=timeout or self.timeout,

@@ -14,6 +14,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
+__all__ = ["Database", "GroupCommit", "Session", "alembic_config", "make_engine", "migrate", "new_session"]
+
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -107,8 +109,12 @@ class GroupCommit(Generic[T]):
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            def write_all(session: Session, items: list[T] = [i for i, _ in batch]) -> None:  # noqa: B006
+                for item in items:
+                    self._write(session, item)
+
             try:
-                await self._db.run(lambda session, b=batch: [self._write(session, i) for i, _ in b])
+                await self._db.run(write_all)
                 outcomes: list[BaseException | None] = [None] * len(batch)
             except Exception:
                 outcomes = [await self._alone(item) for item, _ in batch]

@@ -22,7 +22,7 @@ def _timestamp(*, index: bool = False, nullable: bool = False) -> Any:
     # Timezone-aware everywhere; SQLite stores the offset as text, PostgreSQL as timestamptz.
     return Field(
         default_factory=utcnow,
-        sa_type=DateTime(timezone=True),  # type: ignore[call-overload]
+        sa_type=DateTime(timezone=True),
         index=index,
         nullable=nullable,
     )
@@ -98,9 +98,9 @@ class Reporter(SQLModel, table=True):
     first_contact_at: datetime = _timestamp()
     last_contact_at: datetime = _timestamp()
     # Set when the reporter sent more than the rate limit allows: their tips say so.
-    flood_flagged_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    flood_flagged_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     # When the dialogue last answered: a long silence since then starts a new conversation.
-    last_turn_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    last_turn_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 # --- Reply vault: the only place an address exists, encrypted -----------------------------

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
@@ -85,7 +86,7 @@ def record_inbound(
             told_received=False,
         )
         .on_conflict_do_nothing(index_elements=["channel", "provider_message_id"])
-        .returning(InboundMessage.id)  # type: ignore[arg-type]
+        .returning(InboundMessage.id)
     )
     return session.execute(statement).scalar_one_or_none()
 
@@ -389,11 +390,15 @@ def subscribe_status_notice(session: Session, *, receipt_code: str, reporter_id:
 NOTIFIED_STATUSES = (TipStatus.FORWARDED.value, TipStatus.CLOSED.value)
 
 
-def list_due_status_notices(session: Session, *, limit: int = 50) -> list[tuple[int, str, str, str, str]]:
+DueNotice = tuple[int, str, str, str, str, str]
+
+
+def list_due_status_notices(session: Session, *, limit: int = 50) -> list[DueNotice]:
     """(tip_id, reporter_id, channel, language, status, receipt) for tips whose status moved
     to one reporters are told about since their last notice."""
+    columns = (Tip.id, Tip.reporter_id, Tip.channel, Tip.language, Tip.status, Tip.receipt_code)
     statement = (
-        select(Tip.id, Tip.reporter_id, Tip.channel, Tip.language, Tip.status, Tip.receipt_code)
+        sa_select(*(col(c) for c in columns))
         .join(StatusNotice, col(StatusNotice.tip_id) == col(Tip.id))
         .where(col(Tip.status).in_(NOTIFIED_STATUSES))
         .where(
@@ -402,7 +407,7 @@ def list_due_status_notices(session: Session, *, limit: int = 50) -> list[tuple[
         )
         .limit(limit)
     )
-    return [tuple(row) for row in session.execute(statement)]  # type: ignore[misc]
+    return [tuple(row) for row in session.execute(statement)]
 
 
 def mark_status_notified(session: Session, *, tip_id: int, status: str) -> bool:
