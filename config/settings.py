@@ -136,6 +136,10 @@ class ConsoleSettings(BaseModel):
     overdue_minutes: dict[str, int] = Field(
         default_factory=lambda: {"critical": 5, "high": 60, "normal": 24 * 60, "low": 72 * 60}
     )
+    # Outlines (GeoJSON: polygons, lines) the dashboard draws its map of geo-tagged tips over,
+    # since missions have no tile server. A relative path is relative to the repository; empty:
+    # the map is framed by the tips alone. Sample: config/map/sample-boundaries.geojson.
+    map_boundaries_geojson: str = ""
 
 
 class ChannelSwitches(BaseModel):

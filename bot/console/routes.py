@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.templating import Jinja2Templates
 
 from bot.alerts import AlertDispatcher
+from bot.console import dashboard as charts
 from bot.console.auth import (
     ALL_ROLES,
     LOGIN_CSRF_COOKIE,
@@ -46,8 +47,13 @@ from bot.console.auth import (
 )
 from bot.console.followups import PreparedQuestions
 from bot.console.texts import UI_LANGUAGES, Catalogue
+from bot.urgency import check_lexicon
+from config import Settings
+from config.settings import PROJECT_DIR
+from nlu.check import Problem, check_project
 from storage import console as store
-from storage.console import Actor, AuditAction, QueueFilter
+from storage import oversight, runtime
+from storage.console import Actor, AuditAction, OfficerRole, QueueFilter
 from storage.models import TipPublic, TipStatus, Urgency
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +70,8 @@ PAGE_SIZE = 50
 LIVE_STREAM_SECONDS = 30.0
 LIVE_HEARTBEAT_SECONDS = 10.0  # a comment line, so proxies do not close a quiet stream
 API_MAX = 500
+DASHBOARD_DAYS = 30
+FLOWS_PROBLEMS_SHOWN = 50
 CATALOGUE = Catalogue()
 PREPARED = PreparedQuestions()
 
@@ -147,6 +155,19 @@ def _queue_filter(
 
 def _lease(state: ConsoleState) -> timedelta:
     return timedelta(minutes=state.settings.console.claim_lease_minutes)
+
+
+def _flows_check(settings: Settings) -> list[Problem] | None:
+    """`tipline flows check --no-rasa` (about 0.1 s): what the flows page shows. None when the
+    check itself failed, so a broken file never takes the page down."""
+    try:
+        return check_project(
+            languages=settings.languages, default_language=settings.default_language,
+            project_dir=settings.nlu_project_dir, messages_dir=settings.messages_dir,
+            urgency_dir=settings.urgency_dir, root=PROJECT_DIR, run_rasa=False,
+            lexicon_checker=check_lexicon)
+    except Exception:  # the page says the check could not run
+        return None
 
 
 StatusQuery = Annotated[list[str], Query()]
@@ -284,13 +305,20 @@ def build_router() -> APIRouter:
         language: str = "",
         channel: str = "",
         tag: str = "",
+        folder: Annotated[str, Query(pattern="^(spam)?$")] = "",
         page: Annotated[int, Query(ge=1, le=10_000)] = 1,
     ) -> HTMLResponse:
         state = state_of(request)
         flt = _queue_filter(status, urgency, language, channel, tag, [])
         now = state.clock()
-        result = await state.db(request).run(lambda s: store.list_queue(
-            s, flt=flt, now=now, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE))
+        offset = (page - 1) * PAGE_SIZE
+        if folder == "spam":
+            # A preset: rejected tips whose reason says spam (storage.oversight), newest first.
+            result = await state.db(request).run(lambda s: oversight.list_spam_folder(
+                s, limit=PAGE_SIZE, offset=offset))
+        else:
+            result = await state.db(request).run(lambda s: store.list_queue(
+                s, flt=flt, now=now, limit=PAGE_SIZE, offset=offset))
         kept = [(k, v) for k, v in request.query_params.multi_items() if k != "page" and v]
         query = urlencode(kept)
 
@@ -304,6 +332,7 @@ def build_router() -> APIRouter:
             "channels": ["sms", "whatsapp", "telegram", "local"],
             "filters": {"urgency": urgency, "language": language, "channel": channel,
                         "tag": tag, "status": status},
+            "folder": folder,
         })
 
     @router.get("/console/events")
@@ -357,9 +386,11 @@ def build_router() -> APIRouter:
         now = state.clock()
         detail = await state.db(request).run(lambda s: store.view_tip(
             s, tip_id=tip_id, actor=login.actor, now=now, unmask=unmask))
-        officers = []
+        officers, reporter_spam = [], False
         if login.actor.role in OVERSEERS:
             officers = await state.db(request).run(lambda s: store.list_officers(s))
+            reporter_spam = await state.db(request).run(
+                lambda s: oversight.tip_reporter_is_spam(s, tip_id=tip_id))
         tip = detail.tip
         allowed = sorted(store.TRANSITIONS[tip.status], key=list(TipStatus).index)
         # When retention will delete the tip (bot/retention.py), so a hold can come first.
@@ -368,7 +399,8 @@ def build_router() -> APIRouter:
                         if tip.closed_at is not None and not tip.legal_hold else None)
         return render(request, "tip.html", {
             "d": detail, "tip": tip, "unmasked": unmask, "transitions": allowed,
-            "deletion_due": deletion_due,
+            "deletion_due": deletion_due, "reporter_spam": reporter_spam,
+            "can_reject": TipStatus.REJECTED in store.TRANSITIONS[tip.status],
             "urgencies": list(Urgency), "officers": officers,
             "prepared": PREPARED.for_language(tip.language),
             "mine": tip.claimed_by == login.actor.officer_id and detail.holder is not None,
@@ -497,6 +529,23 @@ def build_router() -> APIRouter:
             s, tip_id=tip_id, actor=login.actor, hold=hold == "on", reason=reason, now=now))
         return _see_other(_tip_url(tip_id, "legal_hold_changed"))
 
+    @router.post("/console/tips/{tip_id}/spam")
+    @allow(*OVERSEERS)
+    async def tip_spam(
+        request: Request,
+        tip_id: int,
+        reason: Annotated[str, Form(max_length=300)] = "",
+        reject: Annotated[str, Form(max_length=8)] = "",
+    ) -> Response:
+        """Mark the pseudonym behind the tip as spam. The pseudonym is looked up and used in
+        storage only: the officer never sees it, and the audit row does not hold it."""
+        state, login = state_of(request), current_login(request)
+        now = state.clock()
+        await state.db(request).run(lambda s: oversight.mark_tip_reporter_as_spam(
+            s, tip_id=tip_id, actor=login.actor, reason=reason, now=now,
+            reject_tip=reject == "on"))
+        return _see_other(_tip_url(tip_id, "marked_spam"))
+
     @router.post("/console/tips/{tip_id}/followups")
     @allow(*ALL_ROLES)
     async def tip_follow_up(
@@ -587,6 +636,71 @@ def build_router() -> APIRouter:
             "entries": entries[:PAGE_SIZE], "has_more": len(entries) > PAGE_SIZE,
             "page": page, "actions": list(AuditAction),
             "filters": {"tip": tip, "officer": officer, "action": action},
+        })
+
+    @router.get("/console/dashboard")
+    @allow(*OVERSEERS)
+    async def dashboard_page(request: Request) -> HTMLResponse:
+        """Supervisors and admins only: a map of where tips come from, across the whole
+        caseload, is more than an officer working the queue needs (and in a small place it
+        narrows down who reports)."""
+        state, login = state_of(request), current_login(request)
+        now = state.clock()
+        figures = await state.db(request).run(lambda s: oversight.read_dashboard(
+            s, actor=login.actor, now=now, days=DASHBOARD_DAYS))
+        boundaries, map_problem = None, ""
+        path = charts.resolve_boundaries_path(state.settings.console.map_boundaries_geojson)
+        if path is not None:
+            try:
+                boundaries = await asyncio.to_thread(charts.load_boundaries, path)
+            except charts.BoundariesError as exc:
+                map_problem = str(exc)  # the map falls back to the tips' own extent
+        t = CATALOGUE.translator(_ui_language(request, state))
+        urgency_names = {u.value: t(f"urgency_{u.value}") for u in Urgency}
+        bar_charts = [
+            ("tips_by_channel", charts.stacked_bars(figures.days, figures.by_channel)),
+            ("tips_by_language", charts.stacked_bars(figures.days, figures.by_language)),
+            ("tips_by_urgency", charts.stacked_bars(
+                figures.days, figures.by_urgency, colours=charts.URGENCY_COLOURS,
+                label=urgency_names)),
+        ]
+        return render(request, "dashboard.html", {
+            "f": figures, "bar_charts": bar_charts, "duration": charts.duration_text,
+            "tip_map": charts.draw_map(figures.points, boundaries),
+            "map_problem": map_problem, "boundaries": boundaries is not None,
+            "urgency_colours": [(urgency_names[u], c) for u, c in charts.URGENCY_COLOURS.items()],
+        })
+
+    @router.get("/console/flows")
+    @allow(OfficerRole.ADMIN)
+    async def flows_page(request: Request) -> HTMLResponse:
+        """Read-only: languages, translation coverage, the live model, and `tipline flows
+        check` without Rasa's own validation (Rasa is never started from a page view)."""
+        state, login = state_of(request), current_login(request)
+        settings, now = state.settings, state.clock()
+
+        def load(session: Any) -> dict[str, Any] | None:
+            oversight.record_page_view(session, actor=login.actor, now=now, page="flows page")
+            return runtime.get_setting(session, key=runtime.DIALOGUE)
+
+        live = await state.db(request).run(load) or {}
+        coverage = await asyncio.to_thread(
+            charts.translation_coverage, languages=settings.languages,
+            default=settings.default_language,
+            responses_dir=settings.nlu_project_dir / "responses",
+            messages_dir=settings.messages_dir)
+        problems = await asyncio.to_thread(_flows_check, settings)
+        since = None
+        if isinstance(live.get("since"), str):
+            try:
+                since = datetime.fromisoformat(live["since"])
+            except ValueError:
+                since = None
+        return render(request, "flows.html", {
+            "languages": settings.languages, "default_language": settings.default_language,
+            "coverage": coverage, "live": live, "since": since,
+            "problems": None if problems is None else problems[:FLOWS_PROBLEMS_SHOWN],
+            "problem_count": len(problems or []),
         })
 
     @router.get("/api/tips")
