@@ -97,6 +97,8 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
         try:
             problems = check_project(
                 languages=settings.languages, default_language=settings.default_language,
+                project_dir=settings.nlu_project_dir, messages_dir=settings.messages_dir,
+                urgency_dir=settings.urgency_dir,
                 config_file=config_file, root=PROJECT_DIR, run_rasa=not args.no_rasa,
                 lexicon_checker=checker, say=lambda message: print(message, file=sys.stderr),
             )
@@ -222,7 +224,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
         raise SettingsError(str(exc)) from exc
     try:
         return run_triage(sys.stdin, sys.stdout, languages=settings.languages,
-                          default_language=settings.default_language, lexicon_dir=args.lexicon)
+                          default_language=settings.default_language,
+                          lexicon_dir=args.lexicon or settings.urgency_dir)
     except LexiconError as exc:
         for error in exc.errors:
             print(f"tipline: {error}", file=sys.stderr)

@@ -47,7 +47,6 @@ import httpx
 from bot.privacy import VaultCipher
 from config import Settings
 from config.settings import PROJECT_DIR
-from nlu.build import PROJECT_DIR as DIALOGUE_PROJECT_DIR
 from nlu.build import build_project
 from nlu.check import Problem, check_project
 from nlu.runtime import (
@@ -305,7 +304,8 @@ def _check(settings: Settings, *, project_dir: Path, root: Path | None, config_f
 
     problems = check_project(
         languages=settings.languages, default_language=settings.default_language,
-        project_dir=project_dir, root=root, config_file=config_file or DEFAULT_YAML,
+        project_dir=project_dir, messages_dir=settings.messages_dir,
+        urgency_dir=settings.urgency_dir, root=root, config_file=config_file or DEFAULT_YAML,
         run_rasa=run_rasa, lexicon_checker=lexicon_checker, say=say,
     )
     if problems:
@@ -315,7 +315,7 @@ def _check(settings: Settings, *, project_dir: Path, root: Path | None, config_f
 def train_flows(
     settings: Settings,
     *,
-    project_dir: Path = DIALOGUE_PROJECT_DIR,
+    project_dir: Path | None = None,
     root: Path | None = None,
     config_file: Path | None = None,
     lexicon_checker: Callable[[Path], list[str]] | None = None,
@@ -328,6 +328,8 @@ def train_flows(
     fingerprint. Training is a subprocess of this process, never of a serving one.
     """
     started = time.monotonic()
+    # The dialogue project administrators edit: the repo's unless settings point elsewhere.
+    project_dir = project_dir or settings.nlu_project_dir
     check = {"project_dir": project_dir, "root": root, "config_file": config_file,
              "lexicon_checker": lexicon_checker, "say": say}
     _check(settings, run_rasa=False, **check)  # type: ignore[arg-type]
@@ -554,7 +556,7 @@ def runner_pid(settings: Settings) -> int:
 def reload_flows(
     settings: Settings,
     *,
-    project_dir: Path = DIALOGUE_PROJECT_DIR,
+    project_dir: Path | None = None,
     root: Path | None = None,
     config_file: Path | None = None,
     lexicon_checker: Callable[[Path], list[str]] | None = None,
