@@ -188,7 +188,8 @@ class Pipeline:
             if inbound_id is None:
                 logger.info("pipeline.inbound.duplicate", extra={"channel": message.channel})
                 continue
-            repo.touch_reporter(session, reporter_id=reporter_id, channel=message.channel, now=now)
+            repo.upsert_reporter_contact(
+                session, reporter_id=reporter_id, channel=message.channel, now=now)
             repo.put_vault_entry(
                 session,
                 reporter_id=reporter_id,

@@ -310,8 +310,9 @@ async def test_silent_reporters_without_an_address_go_with_their_unattached_file
 
     def seed(session: Any) -> None:
         for reporter_id in ("gone", "has-vault", "has-pending", "recent"):
-            repo.touch_reporter(session, reporter_id=reporter_id, channel="sms",
-                                now=NOW - timedelta(days=1) if reporter_id == "recent" else silent)
+            repo.upsert_reporter_contact(
+                session, reporter_id=reporter_id, channel="sms",
+                now=NOW - timedelta(days=1) if reporter_id == "recent" else silent)
         repo.put_vault_entry(session, reporter_id="has-vault", ciphertext=b"x",
                              expires_at=NOW + timedelta(days=5))
         repo.record_inbound(session, channel="sms", provider_message_id="waiting",
