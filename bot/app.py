@@ -218,7 +218,7 @@ def create_app(
     async def webhook_request(request: Request) -> WebhookRequest:
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BYTES:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE)
         form: dict[str, str] = {}
         if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
@@ -250,7 +250,10 @@ def create_app(
         tip: SubmittedTip, db: Annotated[Database, Depends(db_of)]
     ) -> dict[str, str]:
         if tip.language not in settings.languages:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "unknown language")
+            # Shaped like FastAPI's own validation errors, as the schema documents 422.
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{
+                "loc": ["body", "language"], "msg": "not a configured language",
+                "type": "value_error", "input": tip.language}])
         assessment = assess(
             text=" ".join([tip.what, tip.where_text, tip.when_text]),
             danger_now=tip.danger_now,

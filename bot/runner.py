@@ -57,6 +57,7 @@ from nlu.runtime import (
     action_server_command,
     ensure_rasa_env,
     lock_hash,
+    minimal_environment,
     model_path,
     rasa_server_command,
     train_model,
@@ -142,14 +143,9 @@ def prepare(settings: Settings) -> Prepared:
     return Prepared(env, model_path(built.fingerprint), built.fingerprint)
 
 
-# What Rasa and the action server may inherit from our environment: nothing secret. They get
-# the pepper, vault key, database URL and provider tokens never: they do not need them.
-_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "TIPLINE_CACHE_DIR")
-
-
 def rasa_environment(settings: Settings, gateway_url: str) -> dict[str, str]:
     return {
-        **{name: os.environ[name] for name in _INHERITED if name in os.environ},
+        **minimal_environment(),  # nothing secret: see nlu.runtime.INHERITED_VARIABLES
         **RASA_ENV,
         "TIPLINE_GATEWAY_URL": gateway_url,
         "TIPLINE_ACTIONS__TOKEN": settings.actions.token.get_secret_value(),

@@ -291,10 +291,17 @@ def _quiet_library_loggers() -> None:
 # --- The adapter ----------------------------------------------------------------------------
 
 
-def _language(code: str | None) -> str | None:
+def _language(code: object) -> str | None:
     """Telegram's IETF tag ("pt-br") reduced to the ISO 639-1 code we configure ("pt")."""
-    short = (code or "")[:2].lower()
+    if not isinstance(code, str):
+        return None
+    short = code[:2].lower()
     return short if len(short) == 2 and short.isalpha() else None
+
+
+def _is_id(value: object) -> bool:
+    """Telegram ids are integers; JSON true/false would pass isinstance(value, int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _command(text: str) -> Command | None:
@@ -388,7 +395,7 @@ class TelegramAdapter(ChannelAdapter):
             raw = json.loads(request.body)
         except (ValueError, UnicodeDecodeError):
             return []
-        if not isinstance(raw, dict) or not isinstance(raw.get("update_id"), int):
+        if not isinstance(raw, dict) or not _is_id(raw.get("update_id")):
             return []
         try:
             update = Update.de_json(raw, self._bot)
@@ -397,9 +404,16 @@ class TelegramAdapter(ChannelAdapter):
             return self._unreadable(raw)
         if update is None:
             return []
-        if update.message is not None and update.message.chat.type == "private":
-            self._remember(str(update.message.chat.id), update.message.message_id)
-        return self._classify(update)
+        # The library does not check types: an update with `chat: null` or a numeric
+        # language_code would raise deep inside. Telegram never sends those; whoever does
+        # (with our secret) gets nothing stored and no answer.
+        try:
+            if update.message is not None and update.message.chat.type == "private":
+                self._remember(str(update.message.chat.id), update.message.message_id)
+            return self._classify(update)
+        except (AttributeError, TypeError, ValueError):
+            logger.warning("channel.telegram.update_malformed")
+            return []
 
     def _remember(self, chat_id: str, message_id: int) -> None:
         """Recent message ids per chat, for the panic word. In memory only, under a hash of the
@@ -423,7 +437,7 @@ class TelegramAdapter(ChannelAdapter):
         """A private message the library cannot read still deserves a polite answer."""
         message = raw.get("message")
         chat = message.get("chat") if isinstance(message, dict) else None
-        if not isinstance(chat, dict) or chat.get("type") != "private" or "id" not in chat:
+        if not isinstance(chat, dict) or chat.get("type") != "private" or not _is_id(chat.get("id")):
             return []
         return [self._message(str(raw["update_id"]), str(chat["id"]), MessageKind.UNSUPPORTED)]
 
@@ -447,7 +461,7 @@ class TelegramAdapter(ChannelAdapter):
             return self._from_callback(update_id, update.callback_query)
         if update.edited_message is not None:
             edited = update.edited_message
-            if edited.chat.type != "private":
+            if edited.chat.type != "private" or not _is_id(edited.chat.id):
                 return []
             if edited.location is not None:
                 return []  # a live location moving: not an edit by the reporter
@@ -460,7 +474,7 @@ class TelegramAdapter(ChannelAdapter):
 
     def _from_callback(self, update_id: str, query: CallbackQuery) -> list[IncomingMessage]:
         chat = getattr(query.message, "chat", None)
-        if chat is None or chat.type != "private":
+        if chat is None or chat.type != "private" or not _is_id(chat.id):
             return []
         chat_id = str(chat.id)
         self._remember_ack(chat_id, query.id)
@@ -473,6 +487,8 @@ class TelegramAdapter(ChannelAdapter):
                               language_hint=language)]
 
     def _from_message(self, update_id: str, message: Message) -> list[IncomingMessage]:
+        if not _is_id(message.chat.id):
+            return []
         chat_id = str(message.chat.id)
         base = self._message(update_id, chat_id, MessageKind.UNSUPPORTED,
                              language_hint=_language(getattr(message.from_user,

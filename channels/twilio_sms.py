@@ -86,7 +86,8 @@ def match_keyword(text: str, keywords: Mapping[str, str]) -> Command | None:
 def media_refs(form: Mapping[str, str]) -> tuple[MediaRef, ...]:
     """MediaUrlN / MediaContentTypeN pairs; Twilio does not say how big the files are."""
     count = form.get("NumMedia", "0")
-    number = int(count) if count.isdigit() else 0
+    # isdecimal() alone admits "²" and other digits int() refuses; Twilio sends 0-10.
+    number = int(count) if count.isascii() and count.isdecimal() and len(count) <= 3 else 0
     refs: list[MediaRef] = []
     for index in range(min(number, TWILIO_MAX_MEDIA)):
         url = form.get(f"MediaUrl{index}", "")
@@ -149,8 +150,9 @@ class TwilioSmsAdapter(ChannelAdapter):
 
     def parse(self, request: WebhookRequest) -> list[IncomingMessage]:
         kept = {key: request.form.get(key, "") for key in self.KEPT_FIELDS}
-        if not kept["MessageSid"] or not kept["From"]:
-            return []
+        kept["From"] = kept["From"].strip()
+        if not kept["MessageSid"].strip() or not kept["From"]:
+            return []  # nobody to answer: nothing to store
         body = kept["Body"].strip()
         attachments = media_refs(request.form)  # reads only NumMedia, MediaUrlN, MediaContentTypeN
         command = None if attachments else match_keyword(body, self._keywords)

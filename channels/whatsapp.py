@@ -143,9 +143,10 @@ class TwilioWhatsAppAdapter(ChannelAdapter):
 
     def parse(self, request: WebhookRequest) -> list[IncomingMessage]:
         kept = {key: request.form.get(key, "") for key in self.KEPT_FIELDS}
-        sender = kept["From"]
-        if not kept["MessageSid"] or not sender.startswith("whatsapp:"):
-            return []
+        sender = kept["From"].strip()
+        if (not kept["MessageSid"].strip() or not sender.startswith("whatsapp:")
+                or not sender.removeprefix("whatsapp:").strip()):
+            return []  # nobody to answer: nothing to store
         body = kept["Body"].strip()
         message = IncomingMessage(
             channel=self.name,

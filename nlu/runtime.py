@@ -45,6 +45,15 @@ RASA_ENV = {
 }
 
 
+# What Rasa processes may inherit from ours: nothing secret (they never need the pepper, the
+# vault key, the database URL or provider tokens).
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "TIPLINE_CACHE_DIR")
+
+
+def minimal_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+
+
 class RasaEnvironmentError(RuntimeError):
     """The Rasa environment cannot be set up or used."""
 
@@ -189,7 +198,7 @@ def train_model(
                 "--data", str(data), "--out", str(work), "--fixed-model-name", fingerprint,
             ],
             # Unbuffered, so progress arrives while it happens rather than in 8 KB blocks.
-            env={**os.environ, **RASA_ENV, "PYTHONUNBUFFERED": "1"}, cwd=str(work),
+            env={**minimal_environment(), **RASA_ENV, "PYTHONUNBUFFERED": "1"}, cwd=str(work),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         ) as process:
             assert process.stdout is not None

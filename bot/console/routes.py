@@ -713,7 +713,7 @@ def build_router() -> APIRouter:
         channel: str = "",
         tag: str = "",
         limit: Annotated[int, Query(ge=1, le=API_MAX)] = 200,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> JSONResponse:
         """Tips in queue order, texts masked, no reporter id. The listing itself is audited."""
         state, login = state_of(request), current_login(request)
