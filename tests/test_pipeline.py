@@ -112,3 +112,20 @@ async def test_an_empty_rasa_answer_is_a_failure_not_a_silent_drop(
             break
     assert app.state.db.run_sync(repo.count_pending) == 1
     assert "We received your message" in fake_twilio.bodies_to("+254700000307")[0]
+
+
+async def test_holding_a_reporter_delays_their_turns_until_released(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_rasa: FakeRasa, settings: object
+) -> None:
+    """Retention prunes a reporter's Rasa tracker under this hold: no turn may run meanwhile."""
+    from bot.privacy import pseudonymize
+
+    app, client = gateway
+    number = "+254700000308"
+    reporter_id = pseudonymize(settings.privacy.pepper.get_secret_value(), "sms", number)  # type: ignore[attr-defined]
+    async with app.state.pipeline.hold(reporter_id):
+        await post_sms(client, make_twilio_form(body="a message during the hold", from_=number))
+        await asyncio.sleep(1.5)  # the worker polls every second: it had its chance
+        assert fake_rasa.received == []
+    await app.state.pipeline.idle()
+    assert [text for _s, text in fake_rasa.received] == ["a message during the hold"]
