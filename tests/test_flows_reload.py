@@ -26,7 +26,6 @@ import uvicorn
 
 from bot.app import create_app
 from bot.runner import (
-    DIALOGUE_PROJECT_DIR,
     FlowsProblemsError,
     NoRunnerError,
     Prepared,
@@ -45,6 +44,7 @@ from bot.runner import (
 )
 from config import Settings
 from config.settings import PROJECT_DIR
+from nlu.build import PROJECT_DIR as DIALOGUE_PROJECT_DIR
 from nlu.runtime import TrainingOutputFilter
 from storage.db import Database, make_engine, migrate
 from storage.runtime import DIALOGUE, RuntimeSetting, put_setting
