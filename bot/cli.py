@@ -68,7 +68,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def cmd_flows_check(args: argparse.Namespace) -> int:
     """Check the dialogue and gateway texts; print one `file:line: message` per problem."""
-    import importlib
     import os
     from pathlib import Path
 
@@ -88,12 +87,8 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SettingsError(f"{config_file}: {exc}") from exc
     else:
-        # bot.urgency is being extended with check_lexicon; until it exists, say so.
-        urgency = importlib.import_module("bot.urgency")
-        checker = getattr(urgency, "check_lexicon", None)
-        if checker is None:
-            print("note: urgency word lists were checked for YAML syntax only "
-                  "(bot.urgency.check_lexicon is not available yet)", file=sys.stderr)
+        # nlu/ may not import bot/ (import contract), so the urgency checker is handed in.
+        from bot.urgency import check_lexicon as checker
         try:
             problems = check_project(
                 languages=settings.languages, default_language=settings.default_language,
@@ -121,7 +116,6 @@ def cmd_flows_check(args: argparse.Namespace) -> int:
 def _flows_inputs() -> tuple[object, object, object] | None:
     """Settings, config file and urgency checker for `flows train`/`flows reload`; None (after
     printing the problem) when config/tipline.yml itself is not valid YAML."""
-    import importlib
     import os
     from pathlib import Path
 
@@ -143,8 +137,9 @@ def _flows_inputs() -> tuple[object, object, object] | None:
         return None
     except ValueError as exc:
         raise SettingsError(f"{config_file}: {exc}") from exc
-    checker = getattr(importlib.import_module("bot.urgency"), "check_lexicon", None)
-    return settings, config_file, checker
+    from bot.urgency import check_lexicon
+
+    return settings, config_file, check_lexicon
 
 
 def _print_problems(problems: list[object]) -> int:
