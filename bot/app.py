@@ -43,6 +43,7 @@ from storage import repo, runtime
 from storage.db import Database, Session, make_engine, migrate
 from storage.models import Tip, TipCreate, TipStatus, utcnow
 from storage.rasa_trackers import delete_conversation
+from storage.spool import Spool
 
 logger = logging.getLogger(__name__)
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
@@ -141,6 +142,7 @@ def create_app(
         messages = GatewayMessages(settings.languages, settings.default_language,
                                    settings.messages_dir)
         adapters = build_adapters(settings, http, messages)
+        vault_cipher = VaultCipher(settings.privacy.vault_key.get_secret_value())
         pipeline = Pipeline(
             adapters=adapters,
             db=db,
@@ -158,7 +160,7 @@ def create_app(
                 timeout=settings.rasa.timeout_seconds,
             ),
             detector=LanguageDetector(settings.languages, default=settings.default_language),
-            cipher=VaultCipher(settings.privacy.vault_key.get_secret_value()),
+            cipher=vault_cipher,
             messages=messages,
             config=PipelineConfig(
                 pepper=settings.privacy.pepper.get_secret_value(),
@@ -171,6 +173,9 @@ def create_app(
                 rate_limit_window_seconds=settings.privacy.rate_limit_window_seconds,
             ),
             clock=clock,
+            spool=Spool(
+                settings.data_dir / "spool", seal=vault_cipher.seal_bytes,
+                unseal=vault_cipher.open_bytes),
             forget_dialogue=lambda reporter_id: delete_conversation(
                 settings.rasa.tracker_store_url, sender_id=reporter_id
             ),

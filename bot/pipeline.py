@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
@@ -46,6 +47,7 @@ from storage import console as console_store
 from storage import repo
 from storage.db import Database, GroupCommit, Session
 from storage.models import InboundMessage, Reporter, Tip, utcnow
+from storage.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,7 @@ class Pipeline:
         config: PipelineConfig,
         clock: Callable[[], datetime] = utcnow,
         forget_dialogue: Callable[[str], object] | None = None,
+        spool: Spool | None = None,
     ) -> None:
         self.adapters = dict(adapters)
         self._db = db
@@ -143,8 +146,8 @@ class Pipeline:
         self._forget_dialogue = forget_dialogue
         self._wakeup = asyncio.Event()
         # Webhooks arriving together are recorded in one transaction (one fsync).
-        self._recorder: GroupCommit[Sequence[tuple[str, bytes, IncomingMessage]]] = GroupCommit(
-            db, self._record)
+        self._recorder: GroupCommit[Sequence[Mapping[str, Any]]] = GroupCommit(db, self._record)
+        self._spool = spool
         self._active: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -157,45 +160,80 @@ class Pipeline:
         adapter = self.adapters[channel]
         incoming = adapter.receive(request)
         if incoming:
-            sealed = [
-                (pseudonymize(self._config.pepper, m.channel, m.reply_address.value),
-                 self._cipher.seal(m.reply_address), m)
-                for m in incoming
-            ]
-            await self._recorder.submit(sealed)
+            now = self._clock()
+            records = [self._inbound_record(message, now) for message in incoming]
+            try:
+                await self._recorder.submit(records)
+            except Exception:
+                if self._spool is None:
+                    raise
+                # The database cannot take it: keep it on disk (encrypted, fsynced) and still
+                # answer the provider, which would not retry an SMS. The worker replays it.
+                logger.error("pipeline.ingest.spooled")
+                await asyncio.to_thread(self._spool.append, json.dumps(records).encode())
             self._wakeup.set()
         return adapter.ack()
 
-    def _record(
-        self, session: Session, sealed: Sequence[tuple[str, bytes, IncomingMessage]]
-    ) -> None:
-        now = self._clock()
-        for reporter_id, ciphertext, message in sealed:
+    def _inbound_record(self, message: IncomingMessage, now: datetime) -> dict[str, Any]:
+        """What is recorded of a message, JSON-safe (the spool keeps it as such): the address
+        already pseudonymized and sealed, the provider's id already hashed."""
+        return {
+            "reporter_id": pseudonymize(self._config.pepper, message.channel,
+                                        message.reply_address.value),
+            "sealed_address": self._cipher.seal(message.reply_address).decode(),
+            "channel": message.channel,
+            # Keyed hash: a raw MessageSid leads straight to the provider's record of the
+            # sender; the hash still makes a provider's retry a duplicate.
+            "provider_message_id": pseudonymize(self._config.pepper, "provider-id",
+                                                message.provider_message_id),
+            "kind": message.kind.value,
+            "text": message.text,
+            "language_hint": message.language_hint,
+            "details": message_details(message),
+            "received_at": now.isoformat(),
+        }
+
+    def _record(self, session: Session, records: Sequence[Mapping[str, Any]]) -> None:
+        for record in records:
+            now = datetime.fromisoformat(record["received_at"])
             inbound_id = repo.record_inbound(
                 session,
-                channel=message.channel,
-                # Keyed hash: a raw MessageSid leads straight to the provider's record of the
-                # sender; the hash still makes a provider's retry a duplicate.
-                provider_message_id=pseudonymize(
-                    self._config.pepper, "provider-id", message.provider_message_id),
-                reporter_id=reporter_id,
-                kind=message.kind.value,
-                text=message.text,
-                language_hint=message.language_hint,
-                details=message_details(message),
+                channel=record["channel"],
+                provider_message_id=record["provider_message_id"],
+                reporter_id=record["reporter_id"],
+                kind=record["kind"],
+                text=record["text"],
+                language_hint=record["language_hint"],
+                details=record["details"],
                 now=now,
             )
             if inbound_id is None:
-                logger.info("pipeline.inbound.duplicate", extra={"channel": message.channel})
+                logger.info("pipeline.inbound.duplicate", extra={"channel": record["channel"]})
                 continue
             repo.upsert_reporter_contact(
-                session, reporter_id=reporter_id, channel=message.channel, now=now)
+                session, reporter_id=record["reporter_id"], channel=record["channel"], now=now)
             repo.put_vault_entry(
                 session,
-                reporter_id=reporter_id,
-                ciphertext=ciphertext,
+                reporter_id=record["reporter_id"],
+                ciphertext=record["sealed_address"].encode(),
                 expires_at=now + timedelta(days=self._config.vault_days),
             )
+
+    async def _replay_spool(self) -> None:
+        """Spooled messages go into the database as soon as it takes them again."""
+        if self._spool is None or not self._spool.pending():
+            return
+
+        def store(lines: list[bytes]) -> None:
+            def record_all(session: Session) -> None:
+                for line in lines:
+                    self._record(session, json.loads(line))
+
+            self._db.run_sync(record_all)
+
+        replayed = await asyncio.to_thread(self._spool.replay, store)
+        if replayed:
+            logger.info("pipeline.spool.replayed", extra={"messages": replayed})
 
     async def aclose(self) -> None:
         await self._recorder.aclose()
@@ -217,6 +255,10 @@ class Pipeline:
                 except Exception:  # the database may be down: keep the loop alive
                     logger.exception("pipeline.worker.poll_failed")
                     due = []
+                try:
+                    await self._replay_spool()
+                except Exception:  # still down: the spool stays, next round tries again
+                    logger.warning("pipeline.spool.replay_failed")
                 try:
                     await self._deliver_outbound()
                 except Exception:

@@ -76,6 +76,16 @@ class VaultCipher:
     def generate_key() -> str:
         return Fernet.generate_key().decode()
 
+    def seal_bytes(self, plain: bytes) -> bytes:
+        """Encrypt other data that must not sit on disk in clear (the spool)."""
+        return self._fernet.encrypt(plain)
+
+    def open_bytes(self, ciphertext: bytes) -> bytes:
+        try:
+            return self._fernet.decrypt(ciphertext)
+        except InvalidToken as exc:
+            raise VaultError("sealed data cannot be opened") from exc
+
     def seal(self, address: ReplyAddress) -> bytes:
         plain = json.dumps({"channel": address.channel, "value": address.value}).encode()
         return self._fernet.encrypt(plain)

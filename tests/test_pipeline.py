@@ -129,3 +129,44 @@ async def test_holding_a_reporter_delays_their_turns_until_released(
         assert fake_rasa.received == []
     await app.state.pipeline.idle()
     assert [text for _s, text in fake_rasa.received] == ["a message during the hold"]
+
+
+async def test_a_database_outage_loses_no_sms(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_twilio: FakeTwilioApi, fake_rasa: FakeRasa,
+    settings: object,
+) -> None:
+    """Twilio does not retry a failed SMS webhook: while the database is gone the message
+    waits in the encrypted spool, and is processed (once) when the database is back."""
+    from pathlib import Path
+
+    app, client = gateway
+    db_file = Path(settings.database.url.split("///", 1)[1])  # type: ignore[attr-defined]
+    number = "+254700000309"
+    away = [p for p in db_file.parent.glob(db_file.name + "*")]
+    app.state.db.engine.dispose()
+    for path in away:
+        path.rename(path.with_name(path.name + ".away"))
+    try:
+        form = make_twilio_form(body="the armed men came back tonight", from_=number)
+        response = await post_sms(client, form)
+        assert response.status_code == 200  # answered: the provider will not resend
+        spooled = b"".join(p.read_bytes() for p in (db_file.parent / "spool").glob("spool-*.bin"))
+        assert spooled and b"armed men" not in spooled and b"254700000309" not in spooled
+    finally:
+        app.state.db.engine.dispose()
+        for path in db_file.parent.glob(db_file.name + "*"):
+            if not path.name.endswith(".away"):
+                path.unlink()
+        for path in away:
+            path.with_name(path.name + ".away").rename(path)
+    for _ in range(60):
+        await asyncio.sleep(0.1)
+        if fake_twilio.bodies_to(number):
+            break
+    await app.state.pipeline.idle()
+    assert [text for _s, text in fake_rasa.received] == ["the armed men came back tonight"]
+    assert fake_twilio.bodies_to(number) == ["echo: the armed men came back tonight"]
+    assert not list((db_file.parent / "spool").glob("spool-*.bin"))
+    await post_sms(client, form)  # the provider's retry after all: still one turn, one reply
+    await app.state.pipeline.idle()
+    assert len(fake_rasa.received) == 1 and len(fake_twilio.bodies_to(number)) == 1

@@ -142,3 +142,22 @@ def test_vault_entries_expire_and_can_be_deleted(db: Database) -> None:
     assert db.run_sync(lambda s: repo.get_vault_entry(s, reporter_id="c" * 64, now=later)) is None
     db.run_sync(lambda s: repo.delete_vault_entry(s, reporter_id="c" * 64))
     assert db.run_sync(lambda s: repo.get_vault_entry(s, reporter_id="c" * 64, now=now)) is None
+
+
+def test_database_errors_never_carry_the_values(db: Database) -> None:
+    """Exceptions get logged; their text must not hold message texts or pseudonyms."""
+    from sqlalchemy import text
+
+    def clash(session):  # type: ignore[no-untyped-def]
+        statement = text(
+            "INSERT INTO inbound_message (channel, provider_message_id, reporter_id, received_at,"
+            " kind, text, details, state, attempts, next_attempt_at, told_received) VALUES"
+            " ('sms', 'same-id', :reporter, :t, 'text', :words, '{}', 'pending', 0, :t, false)")
+        values = {"t": utcnow(), "reporter": "secret-pseudonym", "words": "secret words"}
+        session.execute(statement, values)
+        session.execute(statement, values)  # breaks the unique provider key
+
+    with pytest.raises(Exception) as error:
+        db.run_sync(clash)
+    assert "IntegrityError" in type(error.value).__name__ or "unique" in str(error.value).lower()
+    assert "secret" not in str(error.value)
