@@ -70,6 +70,7 @@ def build_adapters(
             account_sid=settings.twilio.account_sid, auth_token=twilio_token,
             sender=settings.whatsapp.sender, public_base_url=settings.twilio.public_base_url,
             http=http, template_content_sid=settings.whatsapp.template_content_sid,
+            template_text_variable=settings.whatsapp.template_text_variable or None,
             keywords=keywords, max_media_bytes=limit,
         )
     if settings.channels.telegram:

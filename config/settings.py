@@ -75,6 +75,9 @@ class WhatsAppSettings(BaseModel):
     sender: str = ""
     # Approved template (Twilio Content API ContentSid) used outside the 24-hour window.
     template_content_sid: str = ""
+    # The template variable that receives the reply text, e.g. "1". Empty (the default): the
+    # template carries no tip text, which a lock screen would show; it only invites a reply.
+    template_text_variable: str = ""
 
 
 class TelegramSettings(BaseModel):
