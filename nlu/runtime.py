@@ -50,6 +50,10 @@ RASA_ENV = {
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "TIPLINE_CACHE_DIR")
 
 
+# On the Python 3.11 fallback: the locked matplotlib (3.10 only) -> one with cp311 wheels.
+FALLBACK_MATPLOTLIB = ("3.5.3", "3.7.5")
+
+
 def minimal_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
 
@@ -118,9 +122,15 @@ def find_python310() -> str | None:
 
 
 def ensure_rasa_env(*, say: object = print) -> RasaEnv:
-    """Create (once per lock file) and return the Rasa virtual environment."""
-    python = find_python310()
-    fallback = python is None
+    """Create (once per lock file) and return the Rasa virtual environment.
+
+    TIPLINE_RASA_PYTHON names the interpreter to use; otherwise Python 3.10 is searched for,
+    and Python 3.11 (this one) is the fallback."""
+    chosen = os.environ.get("TIPLINE_RASA_PYTHON")
+    python = chosen or find_python310()
+    if chosen and _version_of(chosen) not in ((3, 10), (3, 11)):
+        raise RasaEnvironmentError(f"TIPLINE_RASA_PYTHON={chosen} is not Python 3.10 or 3.11")
+    fallback = python is None or _version_of(python) == (3, 11)
     if python is None:
         if sys.version_info[:2] != (3, 11):
             raise RasaEnvironmentError(
@@ -135,16 +145,24 @@ def ensure_rasa_env(*, say: object = print) -> RasaEnv:
         return env
     assert callable(say)
     if fallback:
-        say("!! No Python 3.10 found: installing Rasa on Python 3.11 as a FALLBACK "
-            "(unsupported upstream; works here, but install Python 3.10 for production).")
+        say("!! Installing Rasa on Python 3.11 as a FALLBACK (no Python 3.10 was found, or "
+            "TIPLINE_RASA_PYTHON chose 3.11). Unsupported upstream; install Python 3.10 "
+            "for production.")
     say(f"Installing Rasa 3.6 into {env.directory} (about 5 minutes the first time)...")
     if env.directory.exists():
         shutil.rmtree(env.directory)
     _run([python, "-m", "venv", str(env.directory)])
     pip = [str(env.python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     _run([*pip, "--upgrade", "pip"])
-    extra = ["--ignore-requires-python"] if fallback else []
-    _run([*pip, "--no-deps", *extra, "-r", str(LOCK_FILE)])
+    requirements = LOCK_FILE
+    extra: list[str] = []
+    if fallback:
+        # Resolved for 3.10; on 3.11 only matplotlib lacks a wheel: take a release that has one.
+        extra = ["--ignore-requires-python"]
+        requirements = env.directory / "requirements-py311.txt"
+        requirements.write_text(LOCK_FILE.read_text().replace(
+            f"matplotlib=={FALLBACK_MATPLOTLIB[0]}", f"matplotlib=={FALLBACK_MATPLOTLIB[1]}"))
+    _run([*pip, "--no-deps", *extra, "-r", str(requirements)])
     check = subprocess.run(
         [str(env.rasa), "--version"], env={**os.environ, **RASA_ENV},
         capture_output=True, text=True, check=False,
