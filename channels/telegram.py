@@ -673,7 +673,7 @@ class TelegramAdapter(ChannelAdapter):
                 return
             except (SendError, _PollError) as exc:
                 retry_after = getattr(exc, "retry_after", None)
-                logger.warning("channel.telegram.poll_failed", extra={"error": str(exc)})
+                logger.warning("channel.telegram.poll_failed", extra={"error": type(exc).__name__})
                 await self._sleep(retry_after or backoff, stop)
                 continue
             for raw in updates:

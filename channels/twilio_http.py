@@ -10,8 +10,9 @@ from __future__ import annotations
 import httpx
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
 
-from channels.base import RetryableSendError, SendUncertainError
+from channels.base import RetryableSendError, SendUncertainError, WebhookAuthError, WebhookRequest
 
 
 class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]
@@ -53,3 +54,13 @@ class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]
                 retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
             )
         return Response(response.status_code, response.text, response.headers)
+
+
+def verify_twilio_signature(
+    validator: RequestValidator, public_url: str, request: WebhookRequest, *, channel: str
+) -> None:
+    """X-Twilio-Signature against the configured public URL, never request.url: behind a proxy
+    the URL a request arrives on is not the one Twilio signed. Raises WebhookAuthError."""
+    signature = request.headers.get("x-twilio-signature", "")
+    if not signature or not validator.validate(public_url, dict(request.form), signature):
+        raise WebhookAuthError(f"channel.{channel}.signature_invalid")

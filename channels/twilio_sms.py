@@ -33,14 +33,13 @@ from channels.base import (
     SendContext,
     SendError,
     WebhookAck,
-    WebhookAuthError,
     WebhookRequest,
     render_numbered,
     send_with_retry,
 )
 from channels.media import download_capped, media_kind
 from channels.sms_segments import sms_segments, split_text
-from channels.twilio_http import HttpxTwilioClient
+from channels.twilio_http import HttpxTwilioClient, verify_twilio_signature
 from config.messages import normalize_keyword
 
 logger = logging.getLogger(__name__)
@@ -141,12 +140,7 @@ class TwilioSmsAdapter(ChannelAdapter):
         self._client = Client(account_sid, auth_token, http_client=HttpxTwilioClient(http))
 
     def verify(self, request: WebhookRequest) -> None:
-        signature = request.headers.get("x-twilio-signature", "")
-        # Against the configured public URL: behind a proxy request.url is not what Twilio signed.
-        if not signature or not self._validator.validate(
-            self._public_url, dict(request.form), signature
-        ):
-            raise WebhookAuthError("channel.sms.signature_invalid")
+        verify_twilio_signature(self._validator, self._public_url, request, channel=self.name)
 
     def parse(self, request: WebhookRequest) -> list[IncomingMessage]:
         kept = {key: request.form.get(key, "") for key in self.KEPT_FIELDS}

@@ -39,13 +39,12 @@ from channels.base import (
     SendContext,
     SendError,
     WebhookAck,
-    WebhookAuthError,
     WebhookRequest,
     render_numbered,
     send_with_retry,
 )
 from channels.media import download_capped
-from channels.twilio_http import HttpxTwilioClient
+from channels.twilio_http import HttpxTwilioClient, verify_twilio_signature
 from channels.twilio_sms import TWILIO_MAX_BODY, match_keyword, media_refs, split_for_sms
 
 _EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -135,11 +134,7 @@ class TwilioWhatsAppAdapter(ChannelAdapter):
         self._client = Client(account_sid, auth_token, http_client=HttpxTwilioClient(http))
 
     def verify(self, request: WebhookRequest) -> None:
-        signature = request.headers.get("x-twilio-signature", "")
-        if not signature or not self._validator.validate(
-            self._public_url, dict(request.form), signature
-        ):
-            raise WebhookAuthError("channel.whatsapp.signature_invalid")
+        verify_twilio_signature(self._validator, self._public_url, request, channel=self.name)
 
     def parse(self, request: WebhookRequest) -> list[IncomingMessage]:
         kept = {key: request.form.get(key, "") for key in self.KEPT_FIELDS}

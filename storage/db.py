@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -114,12 +115,8 @@ class GroupCommit(Generic[T]):
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            def write_all(session: Session, items: list[T] = [i for i, _ in batch]) -> None:  # noqa: B006
-                for item in items:
-                    self._write(session, item)
-
             try:
-                await self._db.run(write_all)
+                await self._db.run(functools.partial(self._write_all, [i for i, _ in batch]))
                 outcomes: list[BaseException | None] = [None] * len(batch)
             except Exception:
                 outcomes = [await self._alone(item) for item, _ in batch]
@@ -130,6 +127,10 @@ class GroupCommit(Generic[T]):
                     future.set_result(None)
                 else:
                     future.set_exception(outcome)
+
+    def _write_all(self, items: list[T], session: Session) -> None:
+        for item in items:
+            self._write(session, item)
 
     async def _alone(self, item: T) -> BaseException | None:
         try:
