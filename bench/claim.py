@@ -220,7 +220,8 @@ def run(name: str, url: str, load: Callable[[], None], args: argparse.Namespace)
     migrate(url)
     load()
     print(f"  bulk load {time.perf_counter() - started:6.1f} s")
-    db = Database(make_engine(url))
+    # As the gateway runs it (bot/app.py): WAL checkpoints in a background thread.
+    db = Database(make_engine(url), background_checkpoints=True)
     try:
         open_tips = db.run_sync(lambda s: s.connection().exec_driver_sql(
             "SELECT count(*) FROM tip WHERE status IN ('new', 'in_review')").scalar())

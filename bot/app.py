@@ -138,7 +138,8 @@ def create_app(
         if weak:
             logger.warning("config.secrets.placeholder", extra={"names": weak})
         await asyncio.to_thread(migrate, settings.database.url)
-        db = Database(make_engine(settings.database.url, echo=settings.database.echo))
+        db = Database(make_engine(settings.database.url, echo=settings.database.echo),
+                      background_checkpoints=True)
         http = httpx.AsyncClient(transport=transport, timeout=30)
         messages = GatewayMessages(settings.languages, settings.default_language,
                                    settings.messages_dir)

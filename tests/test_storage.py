@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -161,3 +162,31 @@ def test_database_errors_never_carry_the_values(db: Database) -> None:
         db.run_sync(clash)
     assert "IntegrityError" in type(error.value).__name__ or "unique" in str(error.value).lower()
     assert "secret" not in str(error.value)
+
+
+def test_sqlite_checkpoints_run_in_the_background_not_in_commits(tmp_path: Path) -> None:
+    """With background checkpoints, commits leave the WAL alone (SQLite's own checkpoint is
+    pushed out to a large WAL) and a thread copies the WAL into the database file soon after;
+    dispose() stops the thread."""
+    path = tmp_path / "wal.db"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    database = Database(make_engine(url), background_checkpoints=True)
+    try:
+        pages = database.run_sync(lambda s: s.connection().exec_driver_sql(
+            "PRAGMA wal_autocheckpoint").scalar())
+        assert pages == 10_000
+        size_before = path.stat().st_size
+        for n in range(50):
+            database.run_sync(lambda s, n=n: repo.create_tip(s, tip=TipCreate(
+                what="x" * 2000, language="en", channel="sms", reporter_id="r" * 32,
+                submission_key=f"wal-{n}"), urgency=Urgency.NORMAL, reasons=[], now=utcnow()))
+        # 50 commits of ~2 KB each: far below the automatic checkpoint, so only the
+        # background thread can have grown the database file.
+        deadline = time.monotonic() + 10
+        while path.stat().st_size <= size_before + 50 * 2000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > size_before + 50 * 2000
+    finally:
+        database.dispose()
+    assert not any(t.name == "sqlite-checkpoint" for t in threading.enumerate())

@@ -130,3 +130,36 @@ def test_an_expired_claim_goes_back_into_the_queue(database: Database) -> None:
     later = now + LEASE + timedelta(seconds=1)
     assert database.run_sync(
         lambda s: store.claim_next_tip(s, actor=second, lease=LEASE, now=later)) == tip
+
+
+def test_sqlite_claim_commits_without_fsync_and_the_connection_goes_back_to_full(
+    tmp_path: Path,
+) -> None:
+    """Only the claim (a lease) skips the commit fsync; the next unit of work on the same
+    pooled connection is durable again, and the claim and its audit row are still one
+    transaction."""
+    url = f"sqlite:///{tmp_path / 'durability.db'}"
+    migrate(url)
+    db = Database(make_engine(url))
+    try:
+        now = datetime.now(UTC)
+        [actor] = add_officers(db, 1)
+        add_tips(db, 1, start=now - timedelta(minutes=5))
+
+        def synchronous(session: Any) -> int:
+            return int(session.connection().exec_driver_sql("PRAGMA synchronous").scalar())
+
+        assert db.run_sync(synchronous) == 2  # FULL
+
+        def claim_and_read_level(session: Any) -> tuple[int | None, int]:
+            tip_id = store.claim_next_tip(session, actor=actor, lease=LEASE, now=now)
+            return tip_id, synchronous(session)
+
+        tip_id, level_during_claim = db.run_sync(claim_and_read_level)
+        assert tip_id is not None
+        assert level_during_claim == 1  # NORMAL: no fsync at this commit
+        assert db.run_sync(synchronous) == 2  # back to FULL for whoever comes next
+        entries = db.run_sync(lambda s: store.list_audit(s, tip_id=tip_id))
+        assert [entry.action for entry in entries] == ["claim"]
+    finally:
+        db.dispose()
