@@ -8,7 +8,7 @@ import random
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import yaml
@@ -80,6 +80,10 @@ def main():
     project, report_path = Path(sys.argv[1]), Path(sys.argv[2])
     k, languages = int(sys.argv[3]), sys.argv[4].split(",")
     from rasa.model_training import train_nlu
+    from rasa.utils.log_utils import configure_structlog
+
+    # Rasa's structured log would otherwise print every parsed example at debug level.
+    configure_structlog(logging.WARNING)
 
     started = time.monotonic()
     examples = load_examples(project, languages)
@@ -106,6 +110,11 @@ def main():
             "accuracy": sum(1 for g, p in pairs if g == p) / len(pairs),
             "examples": len(pairs),
             "intents": {i: per_intent[i] for i in gold_intents},
+            # Counts of (gold -> predicted) for the misses: labels only, never the texts.
+            "confusions": sorted(
+                ([gold, pred, n] for (gold, pred), n in Counter(
+                    (g, p) for g, p in pairs if g != p).items()),
+                key=lambda row: -row[2]),
         }
     report_path.write_text(json.dumps(report), encoding="utf-8")
 

@@ -3,14 +3,15 @@
 Owns the figures behind `nlu.language`: accuracy on single words, word pairs and sentences,
 time per text (p50/p99) and the resident memory the detector adds. The data
 (`../shared/langid` next to the repository, or the directory given as the first argument) is
-test data: nothing here feeds back into the model.
+test data: nothing here feeds back into the model. `--confusion` also prints, per set, which
+language our detector chose for each expected language (to see the kinds of errors, not to tune).
 
 Plain langdetect (restricted to the same languages, seed 0) samples at random and is slow, so
 it runs on every 4th line of each file; our detector runs on every line. Both are timed per
 text, on one thread: wall clock (p50, p99) and this thread's CPU time (p99 cpu), which other
 processes on a busy machine cannot inflate.
 
-    .venv/bin/python bench/langid.py [DATA_DIR]
+    .venv/bin/python bench/langid.py [--confusion] [DATA_DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -46,6 +48,7 @@ class Result:
     total: dict[str, int] = field(default_factory=dict)
     times_ms: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
+    confusion: Counter[tuple[str, str]] = field(default_factory=Counter)  # (expected, chosen)
 
     def accuracy(self, language: str | None = None) -> float:
         keys = [language] if language else list(self.total)
@@ -66,6 +69,7 @@ def run(
             result.cpu_ms.append((time.thread_time_ns() - start_cpu) / 1e6)
             result.times_ms.append((time.perf_counter_ns() - start) / 1e6)
             correct += guess == language
+            result.confusion[language, guess] += 1
         result.correct[language] = correct
         result.total[language] = len(sample)
     return result
@@ -76,10 +80,22 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def print_confusion(label: str, result: Result) -> None:
+    chosen = [*LANGUAGES, *sorted({g for _, g in result.confusion} - set(LANGUAGES))]
+    print(f"\n{label}: rows expected, columns chosen (texts)")
+    print(f"| {'':<8}| " + " | ".join(f"{c:>5}" for c in chosen) + " |")
+    print("|" + "-" * 9 + "|" + "|".join("-" * 7 for _ in chosen) + "|")
+    for language in LANGUAGES:
+        counts = " | ".join(f"{result.confusion[language, c]:>5}" for c in chosen)
+        print(f"| {language:<8}| {counts} |")
+
+
 def load(data: Path, folder: str) -> dict[str, list[str]]:
     texts = {}
     for language in LANGUAGES:
-        lines = (data / folder / f"{language}.txt").read_text(encoding="utf-8").splitlines()
+        # One text per line: split on "\n" only (str.splitlines would also split two French
+        # sentences at the C1 control characters they contain).
+        lines = (data / folder / f"{language}.txt").read_text(encoding="utf-8").split("\n")
         texts[language] = [line.strip() for line in lines if line.strip()]
     return texts
 
@@ -109,6 +125,9 @@ def plain_langdetect() -> Callable[[str], str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--confusion", action="store_true", help="print our detector's confusion matrix per set"
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -162,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(load {load_s:.2f} s), {after_run - before:.1f} MB after the run with its word "
         f"cache warm (incl. langdetect's {langdetect_rss:.1f} MB); process {after_run:.1f} MB"
     )
+    if args.confusion:
+        for folder, label in SETS:
+            print_confusion(f"ours, {label}", results["ours", folder])
     return 0
 
 

@@ -32,12 +32,19 @@ WORKER = Path(__file__).with_name("_nlu_f1_worker.py")
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--confusions", action="store_true",
+                        help="also print the most frequent gold->predicted misses per language")
+    parser.add_argument("--config", type=Path,
+                        help="try another Rasa pipeline config instead of nlu/project/config.yml")
     args = parser.parse_args()
     settings = Settings(environment="development")
     env = ensure_rasa_env()
     with tempfile.TemporaryDirectory() as tmp:
         built = build_project(settings.languages, settings.default_language, Path(tmp) / "project",
                               extra_fingerprint=lock_hash())
+        if args.config:
+            (built.directory / "config.yml").write_text(args.config.read_text(encoding="utf-8"),
+                                                        encoding="utf-8")
         out = Path(tmp) / "report.json"
         subprocess.run(
             [str(env.python), str(WORKER), str(built.directory), str(out), str(args.folds),
@@ -55,6 +62,10 @@ def main() -> None:
         ok &= row["macro_f1"] >= 0.90
         print(f"{language:10} {row['macro_f1']:9.3f} {row['accuracy']:9.3f} {row['examples']:9d}  "
               + ", ".join(f"{name} {f1:.2f}" for name, f1 in weakest))
+    if args.confusions:
+        for language, row in report["languages"].items():
+            misses = ", ".join(f"{gold}->{pred} {n}" for gold, pred, n in row["confusions"][:8])
+            print(f"{language} misses: {misses}")
     print(f"goal: macro F1 >= 0.90 in every language -> {'MET' if ok else 'NOT MET'}")
 
 

@@ -230,10 +230,10 @@ def test_duplicate_nlu_example(project: Project) -> None:
 
 
 def test_same_example_under_two_intents(project: Project) -> None:
-    project.edit(NLU_EN, "    - hi there\n", "    - hi there\n    - help\n")
-    added = project.line_of(NLU_EN, "    - help", after="hi there")
+    project.edit(NLU_EN, "    - hi there\n", "    - hi there\n    - how does this work\n")
+    added = project.line_of(NLU_EN, "    - how does this work", after="hi there")
     # Reported at the later of the two, naming the earlier one and its intent.
-    later = project.line_of(NLU_EN, "    - help", after="- intent: help")
+    later = project.line_of(NLU_EN, "    - how does this work", after="- intent: help")
     problems = project.check()
     assert [f"{p.file}:{p.line}" for p in problems] == [f"{NLU_EN}:{later}"]
     assert f"line {added}" in problems[0].message and "'greet'" in problems[0].message
@@ -242,8 +242,11 @@ def test_same_example_under_two_intents(project: Project) -> None:
 def test_too_few_examples_and_unknown_intent(project: Project) -> None:
     project.edit(NLU_EN, "- intent: greet\n", "- intent: greeting\n")
     line = project.line_of(NLU_EN, "- intent: greeting")
-    assert project.places() == [f"{NLU_EN}:{project.line_of(NLU_EN, 'nlu:')}",  # no greet
-                                f"{NLU_EN}:{line}"]
+    # (The other languages' greetings that English shares, "hello" or "hi", are reported too:
+    # under 'greet' there, under 'greeting' here.)
+    in_english = [place for place in project.places() if place.startswith(f"{NLU_EN}:")]
+    assert in_english == [f"{NLU_EN}:{project.line_of(NLU_EN, 'nlu:')}",  # no greet
+                          f"{NLU_EN}:{line}"]
 
 
 def test_form_question_missing_in_every_language(project: Project) -> None:

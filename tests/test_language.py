@@ -5,9 +5,13 @@ Texts here are written for these tests (not taken from the benchmark set).
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+
 import pytest
 
 from nlu.language import (
+    _FOREIGN_SHARE,
     CONFIDENT_AT,
     LanguageDetector,
     LanguageGuess,
@@ -44,6 +48,41 @@ def test_sentence_in_each_launch_language(detector: LanguageDetector, language: 
 )
 def test_single_words(detector: LanguageDetector, word: str, language: str) -> None:
     assert detector.detect(word).language == language
+
+
+@pytest.mark.parametrize("text", ["transport imekwama", "meeting imeahirishwa", "nimeibiwa laptop"])
+def test_swahili_with_an_english_word_stays_swahili(detector: LanguageDetector, text: str) -> None:
+    # Swahili has no word list: without the English share its texts lost to English.
+    guess = detector.detect(text)
+    assert guess.language == "sw"
+    assert guess.confident
+
+
+@pytest.mark.parametrize("text", ["Juma stole my phone", "Police arrested Baraka yesterday"])
+def test_english_with_a_swahili_name_stays_english(detector: LanguageDetector, text: str) -> None:
+    guess = detector.detect(text)
+    assert guess.language == "en"
+    assert guess.confident
+
+
+def test_foreign_share_is_what_the_profiles_show() -> None:
+    # The English share of Swahili text is read off langdetect's profiles: how frequent the
+    # trigram "the" is in the Swahili profile relative to the English one (about 1.8 %).
+    profiles = resources.files("langdetect") / "profiles"
+
+    def share_of_the(code: str) -> float:
+        data = json.loads((profiles / code).read_text(encoding="utf-8"))
+        count = sum(c for gram, c in data["freq"].items() if gram.casefold() == "the")
+        return float(count) / data["n_words"][2]
+
+    ratio = share_of_the("sw") / share_of_the("en")
+    assert ratio / 2 <= _FOREIGN_SHARE <= ratio * 2
+
+
+def test_swahili_without_english_configured() -> None:
+    detector = LanguageDetector(["fr", "sw"], default="fr")
+    assert detector.detect(SENTENCES["sw"]).language == "sw"
+    assert detector.detect(SENTENCES["fr"]).language == "fr"
 
 
 def test_only_configured_languages_are_returned() -> None:
