@@ -72,7 +72,11 @@ async def classify(model_path, texts):
     out = []
     for text in texts:
         parsed = await agent.parse_message(text)
-        out.append(parsed["intent"]["name"])
+        # The pipeline's answer (nlu_fallback when the FallbackClassifier's threshold is not
+        # met) and the classifier's own best intent underneath it.
+        classifier = next((r["name"] for r in parsed.get("intent_ranking", [])
+                           if r["name"] != "nlu_fallback"), parsed["intent"]["name"])
+        out.append((parsed["intent"]["name"], classifier))
     return out
 
 
@@ -98,16 +102,22 @@ def main():
             model = train_nlu(config=str(project / "config.yml"), nlu_data=str(data),
                               output=tmp, fixed_model_name=f"fold{index}")
             labels = asyncio.run(classify(model, [text for _l, _i, text in held_out]))
-        predictions += [(language, intent, label)
-                        for (language, intent, _t), label in zip(held_out, labels, strict=True)]
+        predictions += [(language, intent, label, classifier)
+                        for (language, intent, _t), (label, classifier)
+                        in zip(held_out, labels, strict=True)]
     report = {"examples": len(examples), "seconds": time.monotonic() - started, "languages": {}}
     for language in languages:
-        pairs = [(gold, pred) for lang, gold, pred in predictions if lang == language]
+        pairs = [(gold, pred) for lang, gold, pred, _c in predictions if lang == language]
+        classifier_pairs = [(gold, c) for lang, gold, _p, c in predictions if lang == language]
         per_intent = f1_scores(pairs)
+        per_intent_classifier = f1_scores(classifier_pairs)
         gold_intents = sorted({g for g, _ in pairs})
         report["languages"][language] = {
             "macro_f1": sum(per_intent[i] for i in gold_intents) / len(gold_intents),
             "accuracy": sum(1 for g, p in pairs if g == p) / len(pairs),
+            "classifier_macro_f1": sum(per_intent_classifier[i] for i in gold_intents)
+            / len(gold_intents),
+            "fallback_rate": sum(1 for _g, p in pairs if p == "nlu_fallback") / len(pairs),
             "examples": len(pairs),
             "intents": {i: per_intent[i] for i in gold_intents},
             # Counts of (gold -> predicted) for the misses: labels only, never the texts.

@@ -1,6 +1,6 @@
 """Per-language intent F1 by k-fold cross-validation of the real NLU pipeline.
 
-    .venv/bin/python bench/nlu_f1.py [--folds 3]
+    .venv/bin/python bench/nlu_f1.py [--folds 5] [--confusions] [--config FILE]
 
 Builds the project for the configured languages, splits every language's examples into k
 stratified folds (by language and intent, fixed seed), trains the NLU part of our pipeline on
@@ -31,7 +31,7 @@ WORKER = Path(__file__).with_name("_nlu_f1_worker.py")
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--confusions", action="store_true",
                         help="also print the most frequent gold->predicted misses per language")
     parser.add_argument("--config", type=Path,
@@ -55,12 +55,14 @@ def main() -> None:
         report = json.loads(out.read_text())
     print(f"NLU intent F1, {args.folds}-fold cross-validation, one multilingual model "
           f"({report['examples']} examples, {report['seconds']:.0f} s)")
-    print(f"{'language':10} {'macro F1':>9} {'accuracy':>9} {'examples':>9}  weakest intents")
+    print(f"{'language':10} {'macro F1':>9} {'accuracy':>9} {'fallback':>9} {'clf F1':>7} "
+          f"{'examples':>9}  weakest intents")
     ok = True
     for language, row in report["languages"].items():
         weakest = sorted(row["intents"].items(), key=lambda item: item[1])[:3]
         ok &= row["macro_f1"] >= 0.90
-        print(f"{language:10} {row['macro_f1']:9.3f} {row['accuracy']:9.3f} {row['examples']:9d}  "
+        print(f"{language:10} {row['macro_f1']:9.3f} {row['accuracy']:9.3f} "
+              f"{row['fallback_rate']:9.1%} {row['classifier_macro_f1']:7.3f} {row['examples']:9d}  "
               + ", ".join(f"{name} {f1:.2f}" for name, f1 in weakest))
     if args.confusions:
         for language, row in report["languages"].items():

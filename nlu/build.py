@@ -27,6 +27,12 @@ from typing import Any
 import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent / "project"
+# Code that runs inside Rasa's NLU pipeline (see nlu/components/).
+RASA_SIDE_CODE = (
+    Path(__file__).resolve().parent / "components" / "tokenizer.py",
+    Path(__file__).resolve().parent / "components" / "classifier.py",
+    Path(__file__).resolve().parent / "normalize.py",
+)
 
 
 class ProjectError(ValueError):
@@ -115,6 +121,9 @@ def build_project(
         files[f"data/nlu-{lang}.yml"] = source.read_text(encoding="utf-8")
 
     digest = hashlib.sha256(extra_fingerprint.encode())
+    # A trained model embeds what our own components do: their code is part of its identity.
+    for code in RASA_SIDE_CODE:
+        digest.update(code.read_bytes())
     for relative in sorted(files):
         (out_dir / relative).write_text(files[relative], encoding="utf-8")
         digest.update(relative.encode() + b"\0" + files[relative].encode() + b"\0")

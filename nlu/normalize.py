@@ -59,3 +59,20 @@ def normalize_for_nlu(text: str, language: str, *, fold_ta_marbuta: bool = False
             text = text.translate(_TA_MARBUTA)
     text = _REPEATED_LETTER.sub(r"\1\1", text)
     return _SPACES.sub(" ", text).strip()
+
+
+# Combining marks left after canonical decomposition: Latin accents ("está" -> "esta").
+_COMBINING = re.compile(r"[\u0300-\u036f]")
+
+
+def normalize_token(token: str) -> str:
+    """One token as the intent model's features see it (nlu/components/tokenizer.py).
+
+    `normalize_for_nlu` with the Arabic rules (they touch Arabic letters only, so they are safe
+    for a token of any language; the model is one for all languages and is not told which),
+    ta marbuta folded, and Latin accents removed: for counting n-grams, a word typed with or
+    without its accents is the same word. Used for features only; stored texts keep their
+    spelling.
+    """
+    text = normalize_for_nlu(token, "ar", fold_ta_marbuta=True)
+    return unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", text)))

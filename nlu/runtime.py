@@ -42,6 +42,9 @@ RASA_ENV = {
     "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
     "PYTHONWARNINGS": "ignore",
     "SANIC_HOST": "127.0.0.1",  # the action server binds loopback only
+    # Our Rasa components (nlu/components/, named in config.yml by module path) import from
+    # the repository root, in training and wherever a model is loaded.
+    "PYTHONPATH": str(NLU_DIR.parent),
 }
 
 

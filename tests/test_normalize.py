@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nlu.normalize import normalize_for_nlu
+from nlu.normalize import normalize_for_nlu, normalize_token
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,20 @@ def test_idempotent() -> None:
     for text, language in [("HELPPPP now", "en"), ("الشُّرْطَةُ ١٠ أين", "ar")]:
         once = normalize_for_nlu(text, language)
         assert normalize_for_nlu(once, language) == once
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("HELPPPP", "helpp"),
+        ("Está", "esta"),
+        ("não", "nao"),
+        ("sécurité", "securite"),
+        ("الشُّرْطَة", "الشرطه"),  # marks gone, ta marbuta folded
+        ("أين", "اين"),
+        ("١٢٣", "123"),
+        ("K7QM-3XPA", "k7qm-3xpa"),
+    ],
+)
+def test_tokens_for_the_intent_model_fold_case_marks_and_accents(token: str, expected: str) -> None:
+    assert normalize_token(token) == expected
