@@ -825,10 +825,15 @@ def claim_next_tip(
     counts as unclaimed); its id or None. The claim's audit row is part of the same work.
 
     PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so concurrent officers each get a different
-    tip without waiting for one another. SQLite: one writer at a time (BEGIN IMMEDIATE), and
-    the commit is not fsynced: a power cut can at worst hand the tip back to the queue.
+    tip without waiting for one another. SQLite: one writer at a time (BEGIN IMMEDIATE).
+    On both, the commit does not wait for the disk: a crash can at worst hand the tip back to
+    the queue (with its audit row, atomically).
     """
     if _dialect(session) == "postgresql":
+        # A claim is a lease: its commit need not wait for the WAL flush (PostgreSQL's own
+        # setting for transactions that may be lost in a crash without harm; see
+        # storage.db.begin_relaxed_write for SQLite). This transaction only.
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         found = session.execute(_PG_CLAIM_NEXT, {
             "now": now, "until": now + lease, "officer_id": actor.officer_id,
             "username": actor.username,

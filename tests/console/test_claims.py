@@ -163,3 +163,27 @@ def test_sqlite_claim_commits_without_fsync_and_the_connection_goes_back_to_full
         assert [entry.action for entry in entries] == ["claim"]
     finally:
         db.dispose()
+
+
+def test_postgres_claim_commits_without_waiting_for_the_wal_flush(postgres_url: str) -> None:
+    """Same trade as on SQLite, PostgreSQL's way: synchronous_commit off for the claim's own
+    transaction only (SET LOCAL), and on again for the next unit of work."""
+    migrate(postgres_url)
+    db = Database(make_engine(postgres_url))
+    try:
+        now = datetime.now(UTC)
+        [actor] = add_officers(db, 1)
+        add_tips(db, 1, start=now - timedelta(minutes=5))
+
+        def setting(session: Any) -> str:
+            return str(session.connection().exec_driver_sql("SHOW synchronous_commit").scalar())
+
+        def claim_and_read(session: Any) -> tuple[int | None, str]:
+            tip_id = store.claim_next_tip(session, actor=actor, lease=LEASE, now=now)
+            return tip_id, setting(session)
+
+        tip_id, during = db.run_sync(claim_and_read)
+        assert tip_id is not None and during == "off"
+        assert db.run_sync(setting) == "on"
+    finally:
+        db.dispose()
