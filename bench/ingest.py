@@ -10,13 +10,17 @@ each.
     .venv/bin/python bench/ingest.py [--requests 3000] [--concurrency 32]
 
 Prints requests/s and p50/p99 latency for each, the ratio ours/minimal (goal >= 1.0), and the
-gateway's resident memory after the run (goal <= 150 MB).
+gateway's resident memory after the run (goal <= 150 MB). Also each server's CPU time per
+request (all its threads): the load generator shares the machine, so on a busy machine the
+rates move with whatever else runs (and with how the scheduler shares the cores out), the
+CPU per request much less.
 """
 
 import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -147,6 +151,26 @@ async def load(base: str, requests: list, concurrency: int) -> tuple[float, list
     return len(requests) / elapsed, latencies, failures
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the server process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(pid: int, base: str, requests: list, concurrency: int) -> tuple:  # type: ignore[type-arg]
+    """load(), plus the CPU milliseconds per request of the server and of the load generator:
+    on a shared machine the rate moves with whatever else runs, CPU per request much less."""
+    server, client = cpu_seconds(pid), own_cpu_seconds()
+    rate, latencies, failures = asyncio.run(load(base, requests, concurrency))
+    return (rate, latencies, failures, (cpu_seconds(pid) - server) * 1000 / len(requests),
+            (own_cpu_seconds() - client) * 1000 / len(requests))
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -186,13 +210,14 @@ def main() -> None:
         return
 
     rows = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         minimal, base = start("minimal", data)
         try:
             asyncio.run(load(base, sms_requests(200, first=10_000_000), args.concurrency))  # warm-up
-            rows.append(("minimal: Form fields + SQLModel row", *asyncio.run(
-                load(base, sms_requests(args.requests), args.concurrency))))
+            rows.append(("minimal: Form fields + SQLModel row", *measured(
+                minimal.pid, base, sms_requests(args.requests), args.concurrency)))
         finally:
             minimal.terminate()
             minimal.wait()
@@ -201,10 +226,10 @@ def main() -> None:
             warm = 10_000_000  # provider ids the measured runs never use
             asyncio.run(load(base, sms_requests(200, first=warm), args.concurrency))
             asyncio.run(load(base, telegram_requests(200, first=warm), args.concurrency))
-            rows.append(("ours: SMS webhook", *asyncio.run(
-                load(base, sms_requests(args.requests), args.concurrency))))
-            rows.append(("ours: Telegram webhook", *asyncio.run(
-                load(base, telegram_requests(args.requests), args.concurrency))))
+            rows.append(("ours: SMS webhook", *measured(
+                ours.pid, base, sms_requests(args.requests), args.concurrency)))
+            rows.append(("ours: Telegram webhook", *measured(
+                ours.pid, base, telegram_requests(args.requests), args.concurrency)))
             memory = rss_mb(ours.pid)
         finally:
             ours.terminate()
@@ -212,9 +237,12 @@ def main() -> None:
 
     print(f"{args.requests} requests each, {args.concurrency} concurrent, one uvicorn worker, "
           f"{os.cpu_count()} cores (load generator on the same machine)")
-    print(f"{'':36} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8}")
-    for name, rate, latencies, failures in rows:
-        print(f"{name:36} {rate:8.0f} {pct(latencies, 50):8.1f} {pct(latencies, 99):8.1f} {failures:8d}")
+    print(f"machine load average (1 min) before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f}")
+    print(f"{'':36} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-200':>8} "
+          f"{'CPU ms/req: server':>18} {'load gen':>8}")
+    for name, rate, latencies, failures, cpu, client_cpu in rows:
+        print(f"{name:36} {rate:8.0f} {pct(latencies, 50):8.1f} {pct(latencies, 99):8.1f} "
+              f"{failures:8d} {cpu:18.2f} {client_cpu:8.2f}")
     baseline = rows[0][1]
     for name, rate, *_ in rows[1:]:
         print(f"ratio {name} / minimal: {rate / baseline:.2f} (goal >= 1.0)")

@@ -32,7 +32,6 @@ from bot.retention import RetentionJob
 from bot.urgency import assess, default_lexicon
 from channels import ChannelAdapter, WebhookAuthError, WebhookRequest
 from channels.local import LocalChatAdapter
-from channels.telegram import TelegramAdapter
 from channels.twilio_sms import TwilioSmsAdapter
 from channels.whatsapp import TwilioWhatsAppAdapter
 from config import Settings
@@ -74,6 +73,9 @@ def build_adapters(
             keywords=keywords, max_media_bytes=limit,
         )
     if settings.channels.telegram:
+        # python-telegram-bot is imported only for a tip line that uses Telegram (memory).
+        from channels.telegram import TelegramAdapter
+
         adapters[TelegramAdapter.name] = TelegramAdapter(
             bot_token=settings.telegram.bot_token.get_secret_value(),
             webhook_secret=settings.telegram.webhook_secret.get_secret_value(),
@@ -82,6 +84,22 @@ def build_adapters(
     if settings.channels.local and settings.is_development:
         adapters[LocalChatAdapter.name] = LocalChatAdapter()
     return adapters
+
+
+async def poll_telegram(
+    adapters: dict[str, ChannelAdapter], pipeline: Pipeline, stop: asyncio.Event
+) -> None:
+    """Telegram without a public URL: long polling feeds the same ingest path."""
+    from channels.telegram import TelegramAdapter  # only when Telegram is on: see build_adapters
+
+    telegram = adapters.get(TelegramAdapter.name)
+    if not isinstance(telegram, TelegramAdapter):
+        return
+
+    async def deliver(request: WebhookRequest) -> None:
+        await pipeline.ingest(TelegramAdapter.name, request)
+
+    await telegram.poll(deliver, stop=stop)
 
 
 class SubmittedTip(BaseModel):
@@ -109,7 +127,8 @@ def db_of(request: Request) -> Database:
     return db
 
 
-def pipeline_of(request: Request) -> Pipeline:
+async def pipeline_of(request: Request) -> Pipeline:
+    # async: FastAPI runs a plain-def dependency in its thread pool, a thread hop per request.
     pipeline: Pipeline = request.app.state.pipeline
     return pipeline
 
@@ -195,14 +214,9 @@ def create_app(
             settings, db=db, sender_lock=pipeline, clock=clock).run_forever()) if run_worker else None
         # Telegram without a public URL: long polling feeds the same ingest path.
         stop_polling = asyncio.Event()
-        telegram = adapters.get(TelegramAdapter.name)
         poller = None
-        if isinstance(telegram, TelegramAdapter) and settings.telegram.mode == "polling":
-
-            async def deliver(request: WebhookRequest) -> None:
-                await pipeline.ingest(TelegramAdapter.name, request)
-
-            poller = asyncio.create_task(telegram.poll(deliver, stop=stop_polling))
+        if settings.channels.telegram and settings.telegram.mode == "polling":
+            poller = asyncio.create_task(poll_telegram(adapters, pipeline, stop_polling))
         try:
             yield
         finally:
@@ -221,16 +235,18 @@ def create_app(
 
     app = FastAPI(title="Tip line gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
-    install_console(app, settings, clock=clock)  # officers' console + /api (bot/console)
+
     async def webhook_request(request: Request) -> WebhookRequest:
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BYTES:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE)
+        # Straight from the ASGI scope: Request.headers would build a Headers object first.
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in request.scope["headers"]}
         form: dict[str, str] = {}
-        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        return WebhookRequest(path=request.url.path, headers=headers, body=body, form=form)
+        return WebhookRequest(path=request.scope["path"], headers=headers, body=body, form=form)
 
     async def ingest(channel: str, request: Request, pipeline: Pipeline) -> Response:
         if channel not in pipeline.adapters:
@@ -242,11 +258,15 @@ def create_app(
             return Response(status_code=status.HTTP_403_FORBIDDEN)
         return Response(content=ack.body, media_type=ack.media_type)
 
-    @app.post("/webhooks/{channel}", include_in_schema=False)
-    async def webhook(
-        channel: str, request: Request, pipeline: Annotated[Pipeline, Depends(pipeline_of)]
-    ) -> Response:
-        return await ingest(channel, request, pipeline)
+    async def webhook(request: Request) -> Response:
+        return await ingest(request.path_params["channel"], request, request.app.state.pipeline)
+
+    # Every provider's traffic comes through here, so it is a plain Starlette route (no
+    # dependencies to solve, no response model), registered before the console's routes so
+    # it is the first one matched. HTTPException still gets FastAPI's JSON error answer.
+    app.router.add_route("/webhooks/{channel}", webhook, methods=["POST"],
+                         include_in_schema=False)
+    install_console(app, settings, clock=clock)  # officers' console + /api (bot/console)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

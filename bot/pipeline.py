@@ -45,7 +45,7 @@ from nlu.language import LanguageDetector, choose_conversation_language
 from nlu.rasa_client import BotUtterance, DialogueUnavailableError, RasaClient
 from storage import console as console_store
 from storage import repo
-from storage.db import Database, GroupCommit, Session
+from storage.db import Connection, Database, GroupCommit, Session
 from storage.models import InboundMessage, Reporter, Tip, utcnow
 from storage.spool import Spool
 
@@ -193,31 +193,32 @@ class Pipeline:
             "received_at": now.isoformat(),
         }
 
-    def _record(self, session: Session, records: Sequence[Mapping[str, Any]]) -> None:
-        for record in records:
-            now = datetime.fromisoformat(record["received_at"])
-            inbound_id = repo.record_inbound(
-                session,
-                channel=record["channel"],
-                provider_message_id=record["provider_message_id"],
-                reporter_id=record["reporter_id"],
-                kind=record["kind"],
-                text=record["text"],
-                language_hint=record["language_hint"],
-                details=record["details"],
-                now=now,
-            )
+    def _record(
+        self, session: Session | Connection, requests: Sequence[Sequence[Mapping[str, Any]]]
+    ) -> None:
+        """Record the messages of several webhook requests (a group commit's batch, or a
+        spool file) as if one by one, in order, but as one statement per table: a message
+        already recorded, or earlier in the batch, is a duplicate and writes nothing else."""
+        records = [record for request in requests for record in request]
+        if not records:
+            return
+        times = [datetime.fromisoformat(record["received_at"]) for record in records]
+        ids = repo.record_inbound_many(session, messages=[
+            {**record, "received_at": now} for record, now in zip(records, times, strict=True)])
+        fresh: list[tuple[Mapping[str, Any], datetime]] = []
+        for record, now, inbound_id in zip(records, times, ids, strict=True):
             if inbound_id is None:
                 logger.info("pipeline.inbound.duplicate", extra={"channel": record["channel"]})
-                continue
-            repo.upsert_reporter_contact(
-                session, reporter_id=record["reporter_id"], channel=record["channel"], now=now)
-            repo.put_vault_entry(
-                session,
-                reporter_id=record["reporter_id"],
-                ciphertext=record["sealed_address"].encode(),
-                expires_at=now + timedelta(days=self._config.vault_days),
-            )
+            else:
+                fresh.append((record, now))
+        if not fresh:
+            return
+        repo.upsert_reporter_contacts(session, contacts=[
+            (record["reporter_id"], record["channel"], now) for record, now in fresh])
+        vault_days = timedelta(days=self._config.vault_days)
+        repo.put_vault_entries(session, entries=[
+            (record["reporter_id"], record["sealed_address"].encode(), now + vault_days)
+            for record, now in fresh])
 
     async def _replay_spool(self) -> None:
         """Spooled messages go into the database as soon as it takes them again."""
@@ -225,11 +226,8 @@ class Pipeline:
             return
 
         def store(lines: list[bytes]) -> None:
-            def record_all(session: Session) -> None:
-                for line in lines:
-                    self._record(session, json.loads(line))
-
-            self._db.run_sync(record_all)
+            self._db.run_sync(lambda session: self._record(
+                session, [json.loads(line) for line in lines]))
 
         replayed = await asyncio.to_thread(self._spool.replay, store)
         if replayed:

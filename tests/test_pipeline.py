@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from storage import repo
@@ -22,6 +23,26 @@ async def test_ten_concurrent_copies_make_one_turn_and_one_reply(
     await app.state.pipeline.idle()
     assert len(fake_rasa.received) == 1
     assert fake_twilio.bodies_to("+254700000301") == ["echo: armed men at the well"]
+
+
+async def test_copies_inside_a_batch_and_across_batches_make_one_turn_each(
+    gateway: tuple[FastAPI, httpx.AsyncClient], fake_twilio: FakeTwilioApi, fake_rasa: FakeRasa,
+    captured_logs: pytest.LogCaptureFixture,
+) -> None:
+    """Webhooks arriving together are recorded as one batch: a provider's copy inside it, or
+    of a message an earlier batch recorded, is logged as a duplicate and stores nothing."""
+    app, client = gateway
+    number = "+254700000310"
+    forms = [make_twilio_form(body=f"report {n}", from_=number) for n in range(3)]
+    first = await asyncio.gather(*(post_sms(client, form) for form in forms * 3))
+    again = await asyncio.gather(*(post_sms(client, form) for form in forms))
+    assert all(r.status_code == 200 for r in first + again)
+    await app.state.pipeline.idle()
+    assert [text for _s, text in fake_rasa.received] == ["report 0", "report 1", "report 2"]
+    assert fake_twilio.bodies_to(number) == ["echo: report 0", "echo: report 1", "echo: report 2"]
+    duplicates = [r for r in captured_logs.records if r.getMessage() == "pipeline.inbound.duplicate"]
+    assert len(duplicates) == 9
+    assert not any("254700000310" in str(r.__dict__) for r in duplicates)
 
 
 async def test_rasa_down_keeps_the_message_tells_the_reporter_and_catches_up(

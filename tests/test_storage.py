@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from storage import repo
-from storage.db import Database, make_engine, migrate
+from storage.db import Connection, Database, GroupCommit, make_engine, migrate
 from storage.models import TipCreate, TipStatus, Urgency, utcnow
 
 
@@ -78,6 +79,113 @@ def test_concurrent_copies_of_one_message_make_one_row(db: Database) -> None:
     for thread in threads:
         thread.join()
     assert len([r for r in results if r is not None]) == 1
+
+
+def inbound(sid: str, reporter: str = "a" * 64, **overrides: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "channel": "sms", "provider_message_id": sid, "reporter_id": reporter, "kind": "text",
+        "text": f"text of {sid}", "language_hint": None, "details": {}, "received_at": utcnow(),
+    }
+    values.update(overrides)
+    return values
+
+
+def test_a_batch_records_each_provider_message_once(db: Database) -> None:
+    """One statement for a whole batch, answering as one record_inbound per message would:
+    a copy inside the batch, or of an earlier batch's message, gets None and no row."""
+    first = db.run_sync(lambda s: repo.record_inbound_many(s, messages=[
+        inbound("SM-a"), inbound("SM-b"), inbound("SM-a"), inbound("SM-a", channel="telegram"),
+    ]))
+    assert first[0] is not None and first[1] is not None and first[3] is not None
+    assert first[2] is None  # the copy inside the batch
+    assert first[0] < first[1] < first[3]  # type: ignore[operator]  (arrival order)
+    second = db.run_sync(lambda s: repo.record_inbound_many(s, messages=[
+        inbound("SM-c"), inbound("SM-b"), inbound("SM-c"), inbound("SM-d"),
+    ]))
+    assert second[1] is None and second[2] is None  # across batches, and inside this one
+    assert second[0] is not None and second[3] is not None and second[0] < second[3]
+    assert db.run_sync(lambda s: repo.record_inbound_many(s, messages=[inbound("SM-d")])) == [None]
+    assert db.run_sync(lambda s: repo.record_inbound_many(s, messages=[])) == []
+    assert db.run_sync(repo.count_pending) == 5
+    texts = []
+    while (oldest := db.run_sync(lambda s: repo.get_oldest_pending(s, reporter_id="a" * 64))):
+        texts.append(oldest.text)
+        db.run_sync(lambda s, i=oldest.id: repo.complete_inbound(s, inbound_id=i))
+    assert texts == ["text of SM-a", "text of SM-b", "text of SM-a", "text of SM-c",
+                     "text of SM-d"]
+
+
+def test_concurrent_batches_with_the_same_message_make_one_row(db: Database) -> None:
+    results: list[list[int | None]] = []
+    barrier = threading.Barrier(6)
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        results.append(db.run_sync(lambda s: repo.record_inbound_many(s, messages=[
+            inbound(f"SM-own-{n}"), inbound("SM-race")])))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(own is not None for own, _race in results)
+    assert len([race for _own, race in results if race is not None]) == 1
+
+
+def test_batched_contacts_and_vault_entries_end_as_one_by_one_would(db: Database) -> None:
+    now = utcnow()
+    times = [now + timedelta(seconds=n) for n in range(4)]
+    db.run_sync(lambda s: repo.upsert_reporter_contact(
+        s, reporter_id="old" * 8, channel="sms", now=now - timedelta(days=3)))
+    db.run_sync(lambda s: repo.upsert_reporter_contacts(s, contacts=[
+        ("new" * 8, "telegram", times[0]), ("old" * 8, "sms", times[1]),
+        ("new" * 8, "telegram", times[2]), ("old" * 8, "sms", times[3]),
+    ]))
+    new = db.run_sync(lambda s: repo.get_reporter(s, reporter_id="new" * 8))
+    old = db.run_sync(lambda s: repo.get_reporter(s, reporter_id="old" * 8))
+    assert new is not None and old is not None and new.channel == "telegram"
+    assert (repo.as_utc(new.first_contact_at), repo.as_utc(new.last_contact_at)) == (
+        times[0], times[2])
+    assert (repo.as_utc(old.first_contact_at), repo.as_utc(old.last_contact_at)) == (
+        now - timedelta(days=3), times[3])
+
+    db.run_sync(lambda s: repo.put_vault_entry(
+        s, reporter_id="old" * 8, ciphertext=b"before", expires_at=now))
+    db.run_sync(lambda s: repo.put_vault_entries(s, entries=[
+        ("old" * 8, b"sealed-1", times[1]), ("new" * 8, b"sealed-2", times[2]),
+        ("old" * 8, b"sealed-3", times[3]),
+    ]))
+    entries = {reporter: db.run_sync(lambda s, r=reporter: repo.get_vault_entry(
+        s, reporter_id=r, now=now)) for reporter in ("old" * 8, "new" * 8)}
+    assert {r: (e.ciphertext, repo.as_utc(e.expires_at)) for r, e in entries.items() if e} == {
+        "old" * 8: (b"sealed-3", times[3]), "new" * 8: (b"sealed-2", times[2])}
+
+
+async def test_group_commit_writes_concurrent_items_as_one_batch(db: Database) -> None:
+    """Items submitted together reach `write` together, and each caller returns once its own
+    item is committed; an item that fails its batch is retried alone and fails only its own
+    caller."""
+    batches: list[list[str]] = []
+
+    def write(connection: Connection, items: Sequence[str]) -> None:
+        batches.append(list(items))
+        if "bad" in items:
+            raise ValueError("refused")
+        repo.record_inbound_many(connection, messages=[inbound(item) for item in items])
+
+    commit = GroupCommit(db, write)
+    try:
+        await asyncio.gather(*(commit.submit(f"SM-{n}") for n in range(5)))
+        assert batches == [[f"SM-{n}" for n in range(5)]]
+        outcomes = await asyncio.gather(commit.submit("SM-x"), commit.submit("bad"),
+                                        commit.submit("SM-x"), return_exceptions=True)
+    finally:
+        await commit.aclose()
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], ValueError)
+    assert batches[1:] == [["SM-x", "bad", "SM-x"], ["SM-x"], ["bad"], ["SM-x"]]
+    assert db.run_sync(repo.count_pending) == 6  # SM-0..4 and SM-x, once
 
 
 def test_messages_come_out_in_arrival_order_per_reporter(db: Database) -> None:
