@@ -127,7 +127,8 @@ class WalCheckpointer:
         self._path = path
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"sqlite-checkpoint {Path(path).name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
