@@ -789,8 +789,12 @@ WITH free AS (
     SELECT id, urgency_rank, received_at FROM tip
     WHERE claimed_by IS NOT NULL AND claim_expires_at <= :now AND {_CLAIMABLE_SQL}
     ORDER BY urgency_rank, received_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+), relaxed AS (
+    -- This transaction only: its commit need not wait for the WAL flush (a claim is a lease).
+    SELECT set_config('synchronous_commit', 'off', true) AS setting
 ), chosen AS (
     SELECT id FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) AS candidates
+    CROSS JOIN relaxed
     ORDER BY urgency_rank, received_at, id LIMIT 1
 ), claimed AS (
     UPDATE tip SET claimed_by = :officer_id, claim_expires_at = :until,
@@ -830,10 +834,9 @@ def claim_next_tip(
     the queue (with its audit row, atomically).
     """
     if _dialect(session) == "postgresql":
-        # A claim is a lease: its commit need not wait for the WAL flush (PostgreSQL's own
-        # setting for transactions that may be lost in a crash without harm; see
-        # storage.db.begin_relaxed_write for SQLite). This transaction only.
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        # A claim is a lease: its commit need not wait for the WAL flush (synchronous_commit
+        # off for this transaction, set inside the statement to save a round trip; see
+        # storage.db.begin_relaxed_write for SQLite).
         found = session.execute(_PG_CLAIM_NEXT, {
             "now": now, "until": now + lease, "officer_id": actor.officer_id,
             "username": actor.username,
