@@ -132,58 +132,33 @@ def test_an_expired_claim_goes_back_into_the_queue(database: Database) -> None:
         lambda s: store.claim_next_tip(s, actor=second, lease=LEASE, now=later)) == tip
 
 
-def test_sqlite_claim_commits_without_fsync_and_the_connection_goes_back_to_full(
-    tmp_path: Path,
-) -> None:
-    """Only the claim (a lease) skips the commit fsync; the next unit of work on the same
-    pooled connection is durable again, and the claim and its audit row are still one
-    transaction."""
-    url = f"sqlite:///{tmp_path / 'durability.db'}"
-    migrate(url)
-    db = Database(make_engine(url))
-    try:
-        now = datetime.now(UTC)
-        [actor] = add_officers(db, 1)
-        add_tips(db, 1, start=now - timedelta(minutes=5))
-
-        def synchronous(session: Any) -> int:
-            return int(session.connection().exec_driver_sql("PRAGMA synchronous").scalar())
-
-        assert db.run_sync(synchronous) == 2  # FULL
-
-        def claim_and_read_level(session: Any) -> tuple[int | None, int]:
-            tip_id = store.claim_next_tip(session, actor=actor, lease=LEASE, now=now)
-            return tip_id, synchronous(session)
-
-        tip_id, level_during_claim = db.run_sync(claim_and_read_level)
-        assert tip_id is not None
-        assert level_during_claim == 1  # NORMAL: no fsync at this commit
-        assert db.run_sync(synchronous) == 2  # back to FULL for whoever comes next
-        entries = db.run_sync(lambda s: store.list_audit(s, tip_id=tip_id))
-        assert [entry.action for entry in entries] == ["claim"]
-    finally:
-        db.dispose()
+# How each database says whether a commit waits for the disk: (query, normal, during a claim).
+DURABILITY_PROBE = {
+    "sqlite": ("PRAGMA synchronous", "2", "1"),  # FULL, then NORMAL (no fsync at commit)
+    "postgresql": ("SHOW synchronous_commit", "on", "off"),
+}
 
 
-def test_postgres_claim_commits_without_waiting_for_the_wal_flush(postgres_url: str) -> None:
-    """Same trade as on SQLite, PostgreSQL's way: synchronous_commit off for the claim's own
-    transaction only (SET LOCAL), and on again for the next unit of work."""
-    migrate(postgres_url)
-    db = Database(make_engine(postgres_url))
-    try:
-        now = datetime.now(UTC)
-        [actor] = add_officers(db, 1)
-        add_tips(db, 1, start=now - timedelta(minutes=5))
+def test_a_claim_alone_commits_without_waiting_for_the_disk(database: Database) -> None:
+    """Only the claim (a lease) skips waiting for the disk at commit; the next unit of work on
+    the same pooled connection is durable again, and the claim and its audit row are still
+    one transaction."""
+    query, normal, during_claim = DURABILITY_PROBE[database.engine.dialect.name]
+    now = datetime.now(UTC)
+    [actor] = add_officers(database, 1)
+    add_tips(database, 1, start=now - timedelta(minutes=5))
 
-        def setting(session: Any) -> str:
-            return str(session.connection().exec_driver_sql("SHOW synchronous_commit").scalar())
+    def level(session: Any) -> str:
+        return str(session.connection().exec_driver_sql(query).scalar())
 
-        def claim_and_read(session: Any) -> tuple[int | None, str]:
-            tip_id = store.claim_next_tip(session, actor=actor, lease=LEASE, now=now)
-            return tip_id, setting(session)
+    def claim_and_read_level(session: Any) -> tuple[int | None, str]:
+        tip_id = store.claim_next_tip(session, actor=actor, lease=LEASE, now=now)
+        return tip_id, level(session)
 
-        tip_id, during = db.run_sync(claim_and_read)
-        assert tip_id is not None and during == "off"
-        assert db.run_sync(setting) == "on"
-    finally:
-        db.dispose()
+    assert database.run_sync(level) == normal
+    tip_id, level_during_claim = database.run_sync(claim_and_read_level)
+    assert tip_id is not None
+    assert level_during_claim == during_claim
+    assert database.run_sync(level) == normal  # for whoever uses the connection next
+    entries = database.run_sync(lambda s: store.list_audit(s, tip_id=tip_id))
+    assert [entry.action for entry in entries] == ["claim"]
