@@ -29,8 +29,7 @@ import yaml
 PROJECT_DIR = Path(__file__).resolve().parent / "project"
 # Code that runs inside Rasa's NLU pipeline (see nlu/components/).
 RASA_SIDE_CODE = (
-    Path(__file__).resolve().parent / "components" / "tokenizer.py",
-    Path(__file__).resolve().parent / "components" / "classifier.py",
+    *sorted((Path(__file__).resolve().parent / "components").glob("*.py")),
     Path(__file__).resolve().parent / "normalize.py",
 )
 

@@ -50,7 +50,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.orm import defer
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from storage.db import begin_relaxed_write
+from storage.db import begin_write
 from storage.models import URGENCY_RANK, Attachment, Tip, TipStatus, Urgency, utcnow
 
 
@@ -434,7 +434,7 @@ def record_login_failure(
     """Count one failure for every key of `limits` (key -> failures allowed); a key that
     reaches its limit within `lockout` is locked for `lockout`. Upserts, so concurrent
     failures are all counted."""
-    _begin_write(session)
+    begin_write(session)
     upsert = _insert_for(session)
     for key, max_failures in limits.items():
         session.execute(
@@ -751,18 +751,6 @@ def _claim_active(tip: Tip, now: datetime) -> bool:
 # --- Claims ----------------------------------------------------------------------------------
 
 
-def _begin_write(session: Session) -> None:
-    """On SQLite, take the write lock now (BEGIN IMMEDIATE): a deferred transaction that reads
-    first and writes later can fail to upgrade when another writer got in between, and two
-    claimers must not both read the same "next" tip."""
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    raw = connection.connection.driver_connection
-    if raw is not None and not raw.in_transaction:
-        raw.execute("BEGIN IMMEDIATE")
-
-
 def _release_expired_claims(session: Session, *, now: datetime) -> None:
     expired = (
         select(Tip.id)
@@ -836,14 +824,14 @@ def claim_next_tip(
     if _dialect(session) == "postgresql":
         # A claim is a lease: its commit need not wait for the WAL flush (synchronous_commit
         # off for this transaction, set inside the statement to save a round trip; see
-        # storage.db.begin_relaxed_write for SQLite).
+        # storage.db.begin_write for SQLite).
         found = session.execute(_PG_CLAIM_NEXT, {
             "now": now, "until": now + lease, "officer_id": actor.officer_id,
             "username": actor.username,
         }).scalar()
         return int(found) if found is not None else None
-    # A claim is a lease: its commit need not wait for the disk (see begin_relaxed_write).
-    begin_relaxed_write(session)
+    # A claim is a lease: its commit need not wait for the disk (see begin_write).
+    begin_write(session, durable=False)
     _release_expired_claims(session, now=now)
     tip_id = session.execute(_SQLITE_CLAIM_NEXT, {
         "officer_id": actor.officer_id, "until": now + lease,
@@ -871,7 +859,7 @@ def _set_claim(session: Session, *, tip_id: int, officer_id: int, until: datetim
 
 def _lock_tip(session: Session, *, tip_id: int) -> Tip:
     """Load a tip for a change: write lock first (row lock on PostgreSQL)."""
-    _begin_write(session)
+    begin_write(session)
     statement = select(Tip).where(Tip.id == tip_id).execution_options(populate_existing=True)
     if _dialect(session) == "postgresql":
         statement = statement.with_for_update()
@@ -1152,7 +1140,7 @@ def view_tip(
     session: Session, *, tip_id: int, actor: Actor, now: datetime, unmask: bool = False
 ) -> TipDetail:
     """Everything the tip page shows, with the view (or unmask) audited in this transaction."""
-    _begin_write(session)
+    begin_write(session)
     tip = session.get(Tip, tip_id)
     if tip is None:
         raise TipNotFoundError(f"no tip {tip_id}")
@@ -1207,7 +1195,7 @@ class AttachmentDownload:
 def download_attachment(
     session: Session, *, tip_id: int, attachment_id: int, actor: Actor, now: datetime
 ) -> AttachmentDownload:
-    _begin_write(session)
+    begin_write(session)
     row = session.get(Attachment, attachment_id)
     if row is None or row.tip_id != tip_id:
         raise TipNotFoundError(f"no attachment {attachment_id} on tip {tip_id}")
@@ -1229,7 +1217,7 @@ def export_tips(
     session: Session, *, flt: QueueFilter, actor: Actor, now: datetime, fmt: str
 ) -> list[dict[str, Any]]:
     """Rows for a CSV/JSON export: texts masked, no reporter id, audited with the filters."""
-    _begin_write(session)
+    begin_write(session)
     tips = [_fix_times(t) for t in session.exec(_filtered(select(Tip), flt).limit(EXPORT_LIMIT))]
     tags = _tags_of(session, [t.id for t in tips if t.id is not None])
     rows = [

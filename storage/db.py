@@ -19,7 +19,7 @@ from sqlmodel import Session, create_engine
 
 __all__ = [
     "Connection", "Database", "GroupCommit", "Session", "WalCheckpointer", "alembic_config",
-    "begin_relaxed_write", "make_engine", "migrate", "new_session",
+    "begin_write", "make_engine", "migrate", "new_session",
 ]
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
         @event.listens_for(engine, "checkin")
         def _restore_durability(dbapi_connection: Any, record: Any) -> None:
-            # A connection that ran a relaxed commit (see begin_relaxed_write) goes back to
+            # A connection that ran a relaxed commit (see begin_write) goes back to
             # the pool fsyncing every commit again, whoever uses it next.
             if record is not None and record.info.pop(_RELAXED, False):
                 dbapi_connection.execute("PRAGMA synchronous=FULL")
@@ -68,26 +68,29 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 _RELAXED = "tipline_relaxed_commit"
 
 
-def begin_relaxed_write(session: Session) -> None:
-    """SQLite only: take the write lock now (BEGIN IMMEDIATE) for a transaction whose commit
-    need not wait for the disk (WAL with synchronous=NORMAL: no fsync at commit).
+def begin_write(session: Session, *, durable: bool = True) -> None:
+    """SQLite only: take the write lock now (BEGIN IMMEDIATE). A deferred transaction that
+    reads first and writes later can fail to upgrade when another writer got in between, and
+    a check-then-write (two claimers, a retention rule) must see the rows it then changes.
 
-    Only for writes that cost nothing if a power cut takes them back: an officer's claim on
-    a tip is a lease that expires anyway. The transaction stays atomic (the claim and its
-    audit row are kept or lost together) and the database stays consistent; the next
-    ordinary commit's fsync of the WAL makes it durable too. The connection is set back to
-    synchronous=FULL when it returns to the pool. Everything that a reporter or the audit
-    trail depends on (tips, messages, status changes) keeps FULL.
+    durable=False: the commit need not wait for the disk (WAL with synchronous=NORMAL: no
+    fsync at commit). Only for writes that cost nothing if a power cut takes them back: an
+    officer's claim on a tip is a lease that expires anyway. The transaction stays atomic
+    (the claim and its audit row are kept or lost together) and the database consistent; the
+    next ordinary commit's fsync of the WAL makes it durable too. The connection is set back
+    to synchronous=FULL when it returns to the pool. Everything a reporter or the audit trail
+    depends on (tips, messages, status changes) keeps FULL.
     """
     connection = session.connection()
     if connection.dialect.name != "sqlite":
         return
     raw = connection.connection.driver_connection
     if raw is None or raw.in_transaction:
-        return  # already inside a transaction: it commits durably, as it began
-    # The safety level can only change outside a transaction, hence before BEGIN.
-    raw.execute("PRAGMA synchronous=NORMAL")
-    connection.connection._connection_record.info[_RELAXED] = True
+        return  # already inside a transaction: it holds the lock, and commits as it began
+    if not durable:
+        # The safety level can only change outside a transaction, hence before BEGIN.
+        raw.execute("PRAGMA synchronous=NORMAL")
+        connection.connection._connection_record.info[_RELAXED] = True
     raw.execute("BEGIN IMMEDIATE")
 
 

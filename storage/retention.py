@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlmodel import Session, col, select
 
 from storage.console import AuditAction, AuditEntry
+from storage.db import begin_write
 from storage.models import Attachment, InboundMessage, InboundState, Reporter, Tip, TipStatus, VaultEntry
 
 # A tip in one of these statuses is finished: its retention period runs from `closed_at`.
@@ -59,17 +60,6 @@ RETENTION_ACTOR = "(retention)"
 def _utc(moment: datetime) -> datetime:
     # SQLite stores the wall time of the value it is given: compare in UTC, as everything is written.
     return moment.astimezone(UTC)
-
-
-def _begin_write(session: Session) -> None:
-    """On SQLite take the write lock first (BEGIN IMMEDIATE), as storage.console does: the
-    check "final, old enough, not on hold" and the deletion must see the same rows."""
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    raw = connection.connection.driver_connection
-    if raw is not None and not raw.in_transaction:
-        raw.execute("BEGIN IMMEDIATE")
 
 
 # --- Tips ------------------------------------------------------------------------------------
@@ -111,7 +101,8 @@ def delete_expired_tips(
     legal hold set concurrently either wins (the tip is skipped) or comes too late (the tip is
     gone and the console says so); a tip an officer is changing right now waits for a later run.
     """
-    _begin_write(session)
+    # The check "final, old enough, not on hold" and the deletion see the same rows.
+    begin_write(session)
     statement = (
         select(Tip.id, Tip.status, Tip.closed_at)
         .where(col(Tip.status).in_([s.value for s in FINAL_STATUSES]))
