@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 import anyio.to_thread
 from alembic import command
@@ -34,11 +35,16 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     parameters, i.e. message texts and pseudonyms, into whatever logs the exception."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
+        file_only: dict[str, Any] = {}
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # An existing file only: a database that vanished (an unmounted volume, a moved
+            # file) must fail loudly, so messages go to the spool, instead of being written
+            # into a new, empty database that nobody reads. migrate() creates the file.
+            file_only["creator"] = lambda: open_existing(path)
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
-            hide_parameters=True,
+            hide_parameters=True, **file_only,
         )
 
         @event.listens_for(engine, "connect")
@@ -66,6 +72,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 _RELAXED = "tipline_relaxed_commit"
+
+
+def open_existing(path: str) -> sqlite3.Connection:
+    """A connection to the SQLite database at `path`, which must already exist."""
+    return sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, check_same_thread=False,
+                           timeout=30)
 
 
 def begin_write(session: Session, *, durable: bool = True) -> None:
@@ -142,7 +154,7 @@ class WalCheckpointer:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        connection = sqlite3.connect(self._path, check_same_thread=False)
+        connection = open_existing(self._path)
         try:
             while not self._stop.wait(self._interval):
                 self.checkpoint(connection)
