@@ -17,7 +17,9 @@ gives the same answer):
    - f_L(w): the word's frequency in L from the `wordfreq` package's bundled lists (words at or
      above `_MIN_WORD_FREQUENCY`); coverage_L is the share of running text those words cover.
      Languages wordfreq does not have (Swahili) get f = 0 and coverage 0: pure spelling model,
-     plus English words (see below).
+     plus English words (see below). A listed word with accents also counts, at a share of its
+     frequency, in the forms SMS leaves of it: accents dropped ("telefono") or the accented
+     letters lost ("telfono"); see `_ACCENTS_DROPPED`.
    - C_L(w): a character trigram model with word-boundary symbols, built from langdetect's
      bundled profile of L (1-3-gram counts from Wikipedia). Pruned n-grams get the leftover
      probability mass, passed down trigram -> bigram -> unigram (exactly normalised); a
@@ -233,13 +235,45 @@ class _SpellingModel:
 _HASH_SHIFT = 10  # low bits of a word-list key hold the frequency bucket (< 1024)
 
 
+# How a word with accented Latin letters reaches us by SMS. Typed without its accents or
+# converted by a phone or carrier (GSM-7 has no á, í, ó, ú, ã, õ, ê, ...): "telefono" for
+# "teléfono"; or with the accented letters lost in an encoding step: "telfono". Shares of a
+# word's occurrences, fixed a priori (informal Spanish and Portuguese writing drops accents
+# often; outright loss is rarer). The word keeps the rest: 1 - both.
+_ACCENTS_DROPPED = 0.25
+_ACCENTS_LOST = 0.02
+
+
+def _accent_damage(word: str) -> tuple[str, str] | None:
+    """(accents dropped, accented letters lost) forms of a Latin word with accents; None when
+    the word has none (or is not Latin script, where this damage does not arise)."""
+    if word.isascii():
+        return None
+    dropped, lost = [], []
+    for char in word:
+        base = unicodedata.normalize("NFD", char)[0]
+        if not base.isascii():
+            return None
+        dropped.append(base)
+        if char.isascii():
+            lost.append(char)
+    return "".join(dropped), "".join(lost)
+
+
+def _bucket_shift(share: float) -> int:
+    """Frequency buckets are steps of 10^(-1/100): the shift that multiplies by `share`."""
+    return round(-100 * math.log10(share))
+
+
 class _WordList:
     """wordfreq's list for one language down to `minimum_frequency`, stored compactly.
 
     Words are kept as sorted 64-bit keys (the top bits of Python's per-process string hash,
     built in this process, with the frequency bucket in the low bits): 8 bytes per word
     instead of ~150 for a dict of strings. A hash collision would only give an unknown word a
-    list frequency.
+    list frequency. A word with accents also enters in its SMS-damaged forms (see
+    `_ACCENTS_DROPPED`), at their shares of its frequency; a key can so occur more than once
+    ("esta" is a word and "está" without its accent), and frequency() adds them up.
     """
 
     def __init__(self, path: Path, minimum_frequency: float) -> None:
@@ -254,20 +288,38 @@ class _WordList:
             header = unpacker.unpack()
             if header != {"format": "cB", "version": 1}:
                 raise ValueError(f"unknown wordfreq data format in {path}: {header!r}")
+            intact = _bucket_shift(1 - _ACCENTS_DROPPED - _ACCENTS_LOST)
+            dropped, lost = _bucket_shift(_ACCENTS_DROPPED), _bucket_shift(_ACCENTS_LOST)
             for bucket in range(min(buckets, last_bucket + 1)):
                 words = unpacker.unpack()
                 coverage += len(words) * 10 ** (-bucket / 100)
-                keys.extend((hash(_fold(w)) >> _HASH_SHIFT << _HASH_SHIFT) | bucket for w in words)
+                for word in words:
+                    word = _fold(word)
+                    damage = _accent_damage(word)
+                    if damage is None:
+                        keys.append(_key(word) | bucket)
+                        continue
+                    keys.append(_key(word) | (bucket + intact))
+                    keys.append(_key(damage[0]) | (bucket + dropped))
+                    if damage[1]:
+                        keys.append(_key(damage[1]) | (bucket + lost))
         keys.sort()
         self.coverage = min(coverage, 1.0)
         self._keys = array("q", keys)
 
     def frequency(self, word: str) -> float:
-        key = hash(word) >> _HASH_SHIFT << _HASH_SHIFT
-        index = bisect_left(self._keys, key)
-        if index < len(self._keys) and self._keys[index] >> _HASH_SHIFT << _HASH_SHIFT == key:
-            return 10 ** (-(self._keys[index] & ((1 << _HASH_SHIFT) - 1)) / 100)
-        return 0.0
+        key = _key(word)
+        keys = self._keys
+        index = bisect_left(keys, key)
+        total = 0.0
+        while index < len(keys) and keys[index] >> _HASH_SHIFT << _HASH_SHIFT == key:
+            total += 10 ** (-(keys[index] & ((1 << _HASH_SHIFT) - 1)) / 100)
+            index += 1
+        return total
+
+
+def _key(word: str) -> int:
+    return hash(word) >> _HASH_SHIFT << _HASH_SHIFT
 
 
 def _fold(text: str) -> str:

@@ -15,6 +15,7 @@ from nlu.language import (
     CONFIDENT_AT,
     LanguageDetector,
     LanguageGuess,
+    _accent_damage,
     choose_conversation_language,
 )
 
@@ -56,6 +57,24 @@ def test_swahili_with_an_english_word_stays_swahili(detector: LanguageDetector, 
     guess = detector.detect(text)
     assert guess.language == "sw"
     assert guess.confident
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("nao sei", "pt"),  # "não sei" typed without the tilde: SMS and GSM-7 have none
+    ("telfono", "es"),  # "teléfono" with its accented letter lost on the way
+    ("tambin", "es"),   # "también", same; without the damage model: Swahili
+])
+def test_words_that_lost_their_accents_on_the_way(
+    detector: LanguageDetector, text: str, language: str,
+) -> None:
+    guess = detector.detect(text)
+    assert guess.language == language and guess.confident
+
+
+def test_accent_damage_forms() -> None:
+    assert _accent_damage("información") == ("informacion", "informacin")
+    assert _accent_damage("água") == ("agua", "gua")
+    assert _accent_damage("police") is None and _accent_damage("شرطة") is None
 
 
 @pytest.mark.parametrize("text", ["Juma stole my phone", "Police arrested Baraka yesterday"])
