@@ -171,9 +171,10 @@ async def load(base: str, requests: list[Request], concurrency: int) -> tuple[fl
                 length = 0
                 for line in head.split(b"\r\n")[1:]:
                     name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
+                    name = name.strip().lower()
+                    if name == b"content-length":
                         length = int(value)
-                    elif name.strip().lower() == b"transfer-encoding":
+                    elif name == b"transfer-encoding":
                         raise RuntimeError("chunked answers are not expected here")
                 await reader.readexactly(length)
                 latencies.append((time.perf_counter() - started) * 1000)

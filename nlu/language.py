@@ -73,7 +73,7 @@ from pathlib import Path
 import msgpack  # type: ignore[import-untyped]  # no stubs; one call site
 from langdetect.utils.ngram import NGram
 
-from nlu.normalize import normalize_for_nlu
+from nlu.normalize import normalize_for_nlu, strip_latin_accents
 
 # A guess at or above this posterior is trusted on a first message without asking.
 CONFIDENT_AT = 0.9
@@ -249,15 +249,10 @@ def _accent_damage(word: str) -> tuple[str, str] | None:
     the word has none (or is not Latin script, where this damage does not arise)."""
     if word.isascii():
         return None
-    dropped, lost = [], []
-    for char in word:
-        base = unicodedata.normalize("NFD", char)[0]
-        if not base.isascii():
-            return None
-        dropped.append(base)
-        if char.isascii():
-            lost.append(char)
-    return "".join(dropped), "".join(lost)
+    dropped = strip_latin_accents(word)
+    if not dropped.isascii():
+        return None
+    return dropped, "".join(char for char in word if char.isascii())
 
 
 def _bucket_shift(share: float) -> int:

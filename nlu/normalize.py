@@ -74,5 +74,10 @@ def normalize_token(token: str) -> str:
     without its accents is the same word. Used for features only; stored texts keep their
     spelling.
     """
-    text = normalize_for_nlu(token, "ar", fold_ta_marbuta=True)
+    return strip_latin_accents(normalize_for_nlu(token, "ar", fold_ta_marbuta=True))
+
+
+def strip_latin_accents(text: str) -> str:
+    """`text` without the accents of its Latin letters ("información" -> "informacion");
+    letters without a plain base ("ß", "ø") and other scripts stay as they are."""
     return unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", text)))

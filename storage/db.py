@@ -43,8 +43,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             # into a new, empty database that nobody reads. migrate() creates the file.
             file_only["creator"] = lambda: open_existing(path)
         engine = create_engine(
-            url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30},
-            hide_parameters=True, **file_only,
+            url, echo=echo, connect_args=_SQLITE_CONNECT_ARGS, hide_parameters=True, **file_only,
         )
 
         @event.listens_for(engine, "connect")
@@ -72,12 +71,15 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 
 _RELAXED = "tipline_relaxed_commit"
+# Connections are used from worker threads; a busy database is waited for, not failed.
+_SQLITE_CONNECT_ARGS: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
 
 
 def open_existing(path: str) -> sqlite3.Connection:
     """A connection to the SQLite database at `path`, which must already exist."""
-    return sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, check_same_thread=False,
-                           timeout=30)
+    connection: sqlite3.Connection = sqlite3.connect(
+        f"file:{quote(path)}?mode=rw", uri=True, **_SQLITE_CONNECT_ARGS)
+    return connection
 
 
 def begin_write(session: Session, *, durable: bool = True) -> None:
