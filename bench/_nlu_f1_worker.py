@@ -28,7 +28,11 @@ def load_examples(project: Path, languages):
     return examples
 
 
-def folds_of(examples, k, seed=7):
+# The shuffle of the single-run figure; repeat r uses FIRST_SEED + r.
+FIRST_SEED = 7
+
+
+def folds_of(examples, k, seed):
     by_group = defaultdict(list)
     for example in examples:
         by_group[(example[0], example[1])].append(example)
@@ -80,18 +84,12 @@ async def classify(model_path, texts):
     return out
 
 
-def main():
-    project, report_path = Path(sys.argv[1]), Path(sys.argv[2])
-    k, languages = int(sys.argv[3]), sys.argv[4].split(",")
+def run_folds(project, examples, k, seed):
+    """(language, gold, pipeline label, classifier label) for every example, each predicted
+    by the model trained on the other k-1 folds of the shuffle `seed`."""
     from rasa.model_training import train_nlu
-    from rasa.utils.log_utils import configure_structlog
 
-    # Rasa's structured log would otherwise print every parsed example at debug level.
-    configure_structlog(logging.WARNING)
-
-    started = time.monotonic()
-    examples = load_examples(project, languages)
-    folds = folds_of(examples, k)
+    folds = folds_of(examples, k, seed)
     predictions = []
     for index in range(k):
         held_out = folds[index]
@@ -105,25 +103,51 @@ def main():
         predictions += [(language, intent, label, classifier)
                         for (language, intent, _t), (label, classifier)
                         in zip(held_out, labels, strict=True)]
-    report = {"examples": len(examples), "seconds": time.monotonic() - started, "languages": {}}
+    return predictions
+
+
+def macro(scores, gold_intents):
+    return sum(scores[i] for i in gold_intents) / len(gold_intents)
+
+
+def main():
+    project, report_path = Path(sys.argv[1]), Path(sys.argv[2])
+    k, languages = int(sys.argv[3]), sys.argv[4].split(",")
+    repeats = int(sys.argv[5]) if len(sys.argv) > 5 else 1
+    from rasa.utils.log_utils import configure_structlog
+
+    # Rasa's structured log would otherwise print every parsed example at debug level.
+    configure_structlog(logging.WARNING)
+
+    started = time.monotonic()
+    examples = load_examples(project, languages)
+    # Each repeat is another shuffle into folds; scores are computed per repeat and
+    # averaged, so one lucky or unlucky split weighs less.
+    runs = [run_folds(project, examples, k, FIRST_SEED + r) for r in range(repeats)]
+    report = {"examples": len(examples), "seconds": time.monotonic() - started,
+              "repeats": repeats, "languages": {}}
     for language in languages:
-        pairs = [(gold, pred) for lang, gold, pred, _c in predictions if lang == language]
-        classifier_pairs = [(gold, c) for lang, gold, _p, c in predictions if lang == language]
-        per_intent = f1_scores(pairs)
-        per_intent_classifier = f1_scores(classifier_pairs)
-        gold_intents = sorted({g for g, _ in pairs})
+        per_run = []
+        for predictions in runs:
+            pairs = [(gold, pred) for lang, gold, pred, _c in predictions if lang == language]
+            classifier_pairs = [(gold, c) for lang, gold, _p, c in predictions if lang == language]
+            per_run.append((pairs, f1_scores(pairs), f1_scores(classifier_pairs)))
+        gold_intents = sorted({g for g, _ in per_run[0][0]})
+        all_pairs = [pair for pairs, _s, _c in per_run for pair in pairs]
+        macros = [macro(scores, gold_intents) for _p, scores, _c in per_run]
         report["languages"][language] = {
-            "macro_f1": sum(per_intent[i] for i in gold_intents) / len(gold_intents),
-            "accuracy": sum(1 for g, p in pairs if g == p) / len(pairs),
-            "classifier_macro_f1": sum(per_intent_classifier[i] for i in gold_intents)
-            / len(gold_intents),
-            "fallback_rate": sum(1 for _g, p in pairs if p == "nlu_fallback") / len(pairs),
-            "examples": len(pairs),
-            "intents": {i: per_intent[i] for i in gold_intents},
-            # Counts of (gold -> predicted) for the misses: labels only, never the texts.
+            "macro_f1": sum(macros) / repeats,
+            "macro_f1_runs": macros,
+            "accuracy": sum(1 for g, p in all_pairs if g == p) / len(all_pairs),
+            "classifier_macro_f1": sum(macro(c, gold_intents) for _p, _s, c in per_run) / repeats,
+            "fallback_rate": sum(1 for _g, p in all_pairs if p == "nlu_fallback") / len(all_pairs),
+            "examples": len(per_run[0][0]),
+            "intents": {i: sum(s[i] for _p, s, _c in per_run) / repeats for i in gold_intents},
+            # Counts of (gold -> predicted) for the misses over all repeats: labels only,
+            # never the texts.
             "confusions": sorted(
                 ([gold, pred, n] for (gold, pred), n in Counter(
-                    (g, p) for g, p in pairs if g != p).items()),
+                    (g, p) for g, p in all_pairs if g != p).items()),
                 key=lambda row: -row[2]),
         }
     report_path.write_text(json.dumps(report), encoding="utf-8")
