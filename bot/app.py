@@ -39,7 +39,7 @@ from config.messages import GatewayMessages, normalize_keyword
 from nlu.language import LanguageDetector
 from nlu.rasa_client import CachedBaseUrl, RasaClient
 from storage import repo, runtime
-from storage.db import Database, Session, make_engine, migrate
+from storage.db import Database, Session, make_engine, migrate, run_in_thread
 from storage.models import Tip, TipCreate, TipStatus, utcnow
 from storage.rasa_trackers import delete_conversation
 from storage.spool import Spool
@@ -156,7 +156,7 @@ def create_app(
         weak = settings.enforce_secrets()
         if weak:
             logger.warning("config.secrets.placeholder", extra={"names": weak})
-        await asyncio.to_thread(migrate, settings.database.url)
+        await run_in_thread(migrate, settings.database.url)
         db = Database(make_engine(settings.database.url, echo=settings.database.echo),
                       background_checkpoints=True)
         http = httpx.AsyncClient(transport=transport, timeout=30)

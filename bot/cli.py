@@ -344,6 +344,7 @@ def cmd_vault_rotate(args: argparse.Namespace) -> int:
     try:
         cipher = VaultCipher(settings.privacy.vault_key.get_secret_value())
     except ValueError as exc:
+        db.dispose()
         raise SettingsError(f"TIPLINE_PRIVACY__VAULT_KEY: {exc}") from exc
     try:
         report = rotate_vault(db, cipher, batch_size=args.batch_size)

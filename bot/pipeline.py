@@ -45,7 +45,7 @@ from nlu.language import LanguageDetector, choose_conversation_language
 from nlu.rasa_client import BotUtterance, DialogueUnavailableError, RasaClient
 from storage import console as console_store
 from storage import repo
-from storage.db import Connection, Database, GroupCommit, Session
+from storage.db import Connection, Database, GroupCommit, Session, run_in_thread
 from storage.models import InboundMessage, Reporter, Tip, utcnow
 from storage.spool import Spool
 
@@ -170,7 +170,7 @@ class Pipeline:
                 # The database cannot take it: keep it on disk (encrypted, fsynced) and still
                 # answer the provider, which would not retry an SMS. The worker replays it.
                 logger.error("pipeline.ingest.spooled")
-                await asyncio.to_thread(self._spool.append, json.dumps(records).encode())
+                await run_in_thread(self._spool.append, json.dumps(records).encode())
             self._wakeup.set()
         return adapter.ack()
 
@@ -229,7 +229,7 @@ class Pipeline:
             self._db.run_sync(lambda session: self._record(
                 session, [json.loads(line) for line in lines]))
 
-        replayed = await asyncio.to_thread(self._spool.replay, store)
+        replayed = await run_in_thread(self._spool.replay, store)
         if replayed:
             logger.info("pipeline.spool.replayed", extra={"messages": replayed})
 
@@ -530,10 +530,16 @@ class Pipeline:
         reporter_id = turn.inbound.reporter_id
         await self._reply(turn, Reply(self._messages.get(language, "forgotten")), language)
         await self._db.run(lambda session: repo.forget_reporter(session, reporter_id=reporter_id))
-        if self._forget_dialogue is not None:
-            await asyncio.to_thread(self._forget_dialogue, reporter_id)
+        await self._forget_dialogue_of(reporter_id)
         logger.info("pipeline.reporter.forgotten")
         return True
+
+    async def _forget_dialogue_of(self, reporter_id: str) -> None:
+        if self._forget_dialogue is None:
+            return
+        # If the gateway stops meanwhile, the turn (and so the reporter's lock) ends only when
+        # the deletion has.
+        await run_in_thread(self._forget_dialogue, reporter_id)
 
     # --- what the gateway answers itself -----------------------------------------------------
 
@@ -598,8 +604,7 @@ class Pipeline:
         reporter_id = turn.inbound.reporter_id
         await self._reply(turn, Reply(self._messages.get(language, "panic_reply")), language)
         await self._db.run(lambda session: repo.forget_reporter(session, reporter_id=reporter_id))
-        if self._forget_dialogue is not None:
-            await asyncio.to_thread(self._forget_dialogue, reporter_id)
+        await self._forget_dialogue_of(reporter_id)
         logger.info("pipeline.reporter.panic")
         return True
 

@@ -37,7 +37,7 @@ from typing import Protocol, runtime_checkable
 from bot.privacy import VaultCipher, VaultError
 from config import Settings
 from storage import retention as store
-from storage.db import Database
+from storage.db import Database, run_in_thread
 from storage.models import utcnow
 
 logger = logging.getLogger(__name__)
@@ -174,13 +174,15 @@ class RetentionJob:
             logger.warning("retention.tracker.skipped_no_sender_lock")
             return
         tracker = self._tracker
-        senders = await asyncio.to_thread(partial(tracker.senders_with_events_before, before=before))
+        # run_in_thread: if the gateway stops meanwhile, the sender's lock is released and
+        # the tracker's engine disposed only once the deletion has finished.
+        senders = await run_in_thread(partial(tracker.senders_with_events_before, before=before))
         report.add("tracker_events", 0)
         for sender in senders:
             # Held per sender and only for its own deletion: a reporter writing right now waits
             # one short transaction, never the whole run.
             async with self._lock.hold(sender):
-                deleted = await asyncio.to_thread(
+                deleted = await run_in_thread(
                     partial(tracker.delete_events_before, sender_id=sender, before=before))
             report.add("tracker_events", deleted)
 

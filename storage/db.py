@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import sqlite3
 import threading
@@ -12,7 +14,6 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, event
@@ -20,12 +21,34 @@ from sqlmodel import Session, create_engine
 
 __all__ = [
     "Connection", "Database", "GroupCommit", "Session", "WalCheckpointer", "alembic_config",
-    "begin_write", "make_engine", "migrate", "new_session",
+    "begin_write", "make_engine", "migrate", "new_session", "run_in_thread",
 ]
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 logger = logging.getLogger(__name__)
+
+
+async def run_in_thread(func: Callable[..., T], /, *args: Any) -> T:
+    """`func(*args)` in a worker thread, like asyncio.to_thread, except that a cancelled
+    caller waits for the thread to finish before the cancellation goes on.
+
+    asyncio.to_thread (and anyio's run_sync, against a plain task.cancel()) return at once
+    and leave the thread running. Whatever the caller does next then races that thread: a
+    stopping gateway disposes the engine while the thread still holds one of its connections
+    (which is then never closed), or a reporter's lock is released while their conversation
+    is still being deleted. Database work is short (busy_timeout bounds it), so waiting for it
+    is the safe side."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(contextvars.copy_context().run, func, *args)
+    future = loop.run_in_executor(None, call)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        raise
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -209,7 +232,7 @@ class Database:
 
     async def run(self, work: Callable[[Session], T]) -> T:
         # Sync drivers (sqlite3, psycopg) off the event loop.
-        return await anyio.to_thread.run_sync(self.run_sync, work)
+        return await run_in_thread(self.run_sync, work)
 
     def dispose(self) -> None:
         if self._checkpointer is not None:
@@ -251,7 +274,7 @@ class GroupCommit(Generic[T]):
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await anyio.to_thread.run_sync(self._write_all, [i for i, _ in batch])
+                await run_in_thread(self._write_all, [i for i, _ in batch])
                 outcomes: list[BaseException | None] = [None] * len(batch)
             except Exception:
                 outcomes = [await self._alone(item) for item, _ in batch]
@@ -270,7 +293,7 @@ class GroupCommit(Generic[T]):
 
     async def _alone(self, item: T) -> BaseException | None:
         try:
-            await anyio.to_thread.run_sync(self._write_all, [item])
+            await run_in_thread(self._write_all, [item])
         except Exception as exc:
             return exc
         return None

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,15 +115,35 @@ async def gateway(settings: Settings, fake_twilio: FakeTwilioApi,
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A private schema on the machine's PostgreSQL, dropped afterwards."""
+    """A private schema on the machine's PostgreSQL, dropped afterwards.
+
+    Its connections carry the schema's name as application_name, so teardown can see, from
+    the server's side, any the test left open: a connection nobody closed is found in the
+    test that leaked it, not later when the garbage collector happens to meet it."""
     schema = "tl_" + secrets.token_hex(6)
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        yield ("postgresql+psycopg://postgres@127.0.0.1:5432/test"
+               f"?application_name={schema}&options=-csearch_path%3D{schema}")
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            left_open = _connections_still_open(conn, schema)
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    assert left_open == 0, f"the test left {left_open} connection(s) open"
+
+
+def _connections_still_open(conn: psycopg.Connection[Any], application_name: str) -> int:
+    # A server process leaves pg_stat_activity a moment after its client has closed the
+    # socket: a connection closed just before teardown is given a few seconds to go.
+    deadline = time.monotonic() + 5
+    while True:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                           (application_name,)).fetchone()
+        count = int(row[0]) if row else 0
+        if count == 0 or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
 
 
 @pytest.fixture

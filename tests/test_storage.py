@@ -14,7 +14,7 @@ from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from storage import repo
-from storage.db import Connection, Database, GroupCommit, make_engine, migrate
+from storage.db import Connection, Database, GroupCommit, Session, make_engine, migrate, run_in_thread
 from storage.models import TipCreate, TipStatus, Urgency, utcnow
 
 
@@ -186,6 +186,43 @@ async def test_group_commit_writes_concurrent_items_as_one_batch(db: Database) -
     assert isinstance(outcomes[1], ValueError)
     assert batches[1:] == [["SM-x", "bad", "SM-x"], ["SM-x"], ["bad"], ["SM-x"]]
     assert db.run_sync(repo.count_pending) == 6  # SM-0..4 and SM-x, once
+
+
+async def test_a_cancelled_caller_waits_for_its_database_work(db: Database) -> None:
+    """A gateway stopping mid-query: the cancellation reaches the caller only after the worker
+    thread's transaction has ended, so disposing the engine next leaves no connection behind
+    (on PostgreSQL, the postgres_url fixture checks from the server's side)."""
+    started = threading.Event()
+    finished: list[str] = []
+
+    def slow_write(session: Session) -> None:
+        started.set()
+        # Holds the pooled connection inside a transaction for a while.
+        session.connection().exec_driver_sql("SELECT 1")
+        time.sleep(0.3)
+        repo.record_inbound(session, channel="sms", provider_message_id="SM-slow",
+                            reporter_id="r" * 64, kind="text", text="x", language_hint=None)
+        finished.append("committed")
+
+    task = asyncio.create_task(db.run(slow_write))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()  # a second cancellation while waiting changes nothing
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["committed"]
+    assert db.run_sync(repo.count_pending) == 1  # the transaction the thread began is whole
+
+
+async def test_run_in_thread_returns_and_raises_like_the_call() -> None:
+    assert await run_in_thread(lambda a, b: a + b, 2, 3) == 5
+
+    def fail() -> None:
+        raise LookupError("nothing")
+
+    with pytest.raises(LookupError):
+        await run_in_thread(fail)
 
 
 def test_messages_come_out_in_arrival_order_per_reporter(db: Database) -> None:
