@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import logging
 import sqlite3
 import threading
@@ -14,6 +12,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, event
@@ -39,15 +38,17 @@ async def run_in_thread(func: Callable[..., T], /, *args: Any) -> T:
     (which is then never closed), or a reporter's lock is released while their conversation
     is still being deleted. Database work is short (busy_timeout bounds it), so waiting for it
     is the safe side."""
-    loop = asyncio.get_running_loop()
-    call = functools.partial(contextvars.copy_context().run, func, *args)
-    future = loop.run_in_executor(None, call)
+    # anyio's worker threads and their limit (40), as before; running it as a task of its
+    # own is what lets the caller be cancelled without cancelling it.
+    work = asyncio.ensure_future(anyio.to_thread.run_sync(func, *args))
     try:
-        return await asyncio.shield(future)
+        return await asyncio.shield(work)
     except asyncio.CancelledError:
-        while not future.done():
+        while not work.done():
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([future])
+                await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # the caller is gone; retrieved so asyncio does not log it
         raise
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -223,6 +224,30 @@ async def test_run_in_thread_returns_and_raises_like_the_call() -> None:
 
     with pytest.raises(LookupError):
         await run_in_thread(fail)
+
+
+async def test_work_that_fails_after_its_caller_was_cancelled_is_not_reported_as_lost() -> None:
+    """The caller gets its cancellation; the work's own error goes nowhere else (asyncio
+    would otherwise log "exception was never retrieved", with the exception's text)."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    started = threading.Event()
+
+    def fail_later() -> None:
+        started.set()
+        time.sleep(0.1)
+        raise LookupError("nothing")
+
+    task = asyncio.create_task(run_in_thread(fail_later))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert reported == []
 
 
 def test_messages_come_out_in_arrival_order_per_reporter(db: Database) -> None:
