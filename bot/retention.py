@@ -175,7 +175,7 @@ class RetentionJob:
             return
         tracker = self._tracker
         # run_in_thread: if the gateway stops meanwhile, the sender's lock is released and
-        # the tracker's engine disposed only once the deletion has finished.
+        # the tracker's engine disposed only once the query or deletion in flight is done.
         senders = await run_in_thread(partial(tracker.senders_with_events_before, before=before))
         report.add("tracker_events", 0)
         for sender in senders:

@@ -129,6 +129,9 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             left_open = _connections_still_open(conn, schema)
+            if left_open:  # its locks would make the DROP wait forever instead of failing
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                             " WHERE application_name = %s", (schema,))
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
     assert left_open == 0, f"the test left {left_open} connection(s) open"
 
