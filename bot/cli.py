@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import uuid
 from typing import TYPE_CHECKING
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING
 from config import SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from config import Settings
     from storage.db import Database
 
@@ -321,9 +324,11 @@ def add_officers_parser(sub: argparse._SubParsersAction) -> None:  # type: ignor
 # --- vault and retention: the data lifecycle (bot/retention.py) ----------------------------
 
 
-def _lifecycle_database() -> tuple[Settings, Database]:
-    """Settings and a migrated database. No secret check: these commands need only the
-    database (and, for the vault, the vault key, checked where it is used)."""
+@contextlib.contextmanager
+def _lifecycle_database() -> Iterator[tuple[Settings, Database]]:
+    """Settings and a migrated database, disposed however the command ends. No secret check:
+    these commands need only the database (and, for the vault, the vault key, checked where
+    it is used)."""
     from config import Settings
     from storage.db import Database, make_engine, migrate
 
@@ -332,7 +337,11 @@ def _lifecycle_database() -> tuple[Settings, Database]:
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     migrate(settings.database.url)
-    return settings, Database(make_engine(settings.database.url))
+    db = Database(make_engine(settings.database.url))
+    try:
+        yield settings, db
+    finally:
+        db.dispose()
 
 
 def cmd_vault_rotate(args: argparse.Namespace) -> int:
@@ -340,16 +349,12 @@ def cmd_vault_rotate(args: argparse.Namespace) -> int:
     from bot.privacy import VaultCipher
     from bot.retention import rotate_vault
 
-    settings, db = _lifecycle_database()
-    try:
-        cipher = VaultCipher(settings.privacy.vault_key.get_secret_value())
-    except ValueError as exc:
-        db.dispose()
-        raise SettingsError(f"TIPLINE_PRIVACY__VAULT_KEY: {exc}") from exc
-    try:
+    with _lifecycle_database() as (settings, db):
+        try:
+            cipher = VaultCipher(settings.privacy.vault_key.get_secret_value())
+        except ValueError as exc:
+            raise SettingsError(f"TIPLINE_PRIVACY__VAULT_KEY: {exc}") from exc
         report = rotate_vault(db, cipher, batch_size=args.batch_size)
-    finally:
-        db.dispose()
     print(f"Vault keys configured: {cipher.key_count}. Re-encrypted with the first key: "
           f"{report.rotated}; already on it: {report.current}; refreshed by the gateway "
           f"meanwhile: {report.changed_meanwhile}; unreadable with every configured key "
@@ -364,12 +369,9 @@ def cmd_vault_purge_expired(_args: argparse.Namespace) -> int:
     from storage import retention
     from storage.models import utcnow
 
-    _settings, db = _lifecycle_database()
-    try:
+    with _lifecycle_database() as (_settings, db):
         purged = db.run_sync(
             lambda session: retention.purge_expired_vault_entries(session, now=utcnow()))
-    finally:
-        db.dispose()
     print(f"Expired vault entries deleted: {purged}.")
     return 0
 
@@ -378,12 +380,9 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
     """One retention run, counts per kind. Rasa tracker events only with --gateway-stopped:
     this process cannot hold the running gateway's per-sender lock."""
     import asyncio
-    import contextlib
     from collections.abc import AsyncIterator
 
     from bot.retention import RetentionJob
-
-    settings, db = _lifecycle_database()
 
     class StoppedGateway:
         """No gateway runs (the operator said so), so no turn can race a tracker deletion."""
@@ -392,14 +391,14 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
         async def hold(self, reporter_id: str) -> AsyncIterator[None]:
             yield
 
-    job = RetentionJob.from_settings(
-        settings, db=db, sender_lock=StoppedGateway() if args.gateway_stopped else None,
-    )
-    try:
-        report = asyncio.run(job.run_once())
-    finally:
-        job.close()
-        db.dispose()
+    with _lifecycle_database() as (settings, db):
+        job = RetentionJob.from_settings(
+            settings, db=db, sender_lock=StoppedGateway() if args.gateway_stopped else None,
+        )
+        try:
+            report = asyncio.run(job.run_once())
+        finally:
+            job.close()
     for kind, count in report.counts.items():
         print(f"{kind}: {count}")
     for kind in report.skipped:
